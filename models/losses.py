@@ -1,0 +1,148 @@
+"""Training losses (REFERENCE 4.1, 5): photometric l1+ssim, edge-aware smoothness, density KD.
+
+Pure functions over rendered patches. Rays come from :class:`models.rays.PatchRaySampler`, ordered
+(patch, row, col), so per-ray tensors (B, R, ...) reshape to (B, P, p, p, ...) with R = P p^2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.rendering import RenderOutput
+
+# Official 3 x 3 Gaussian SSIM window (REFERENCE 5.1); it sums to ~1.
+SSIM_WINDOW = (
+    (0.0947, 0.1183, 0.0947),
+    (0.1183, 0.1478, 0.1183),
+    (0.0947, 0.1183, 0.0947),
+)
+SSIM_C1 = 0.01**2
+SSIM_C2 = 0.03**2
+MAX_DEPTH = 80.0  # disparity clamp of the smoothness term
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights and constants of the BTS / KDBTS objective (official values as defaults)."""
+
+    patch_size: int = 8
+    ssim_weight: float = 0.85  # the l1 weight is 1 - ssim_weight
+    invalid_threshold: float = 0.9  # weight-guided invalid policy
+    lambda_smoothness: float = 1e-3
+    lambda_kd: float = 1e-2  # applied by the caller to :func:`kd_density_loss`
+    kd_density_clip: float = 2.0
+
+
+@dataclass
+class LossTerms:
+    """Scalar loss terms; ``total = photometric + lambda_smoothness * smoothness``."""
+
+    total: Tensor
+    photometric: Tensor
+    smoothness: Tensor
+
+
+def to_patches(values: Tensor, patch_size: int) -> Tensor:
+    """Per-ray values (B, R, ...) -> (B, P, p, p, ...)."""
+    B, R = values.shape[:2]
+    P = R // (patch_size * patch_size)
+    return values.reshape(B, P, patch_size, patch_size, *values.shape[2:])
+
+
+def ssim_error(x: Tensor, y: Tensor) -> Tensor:
+    """Per-pixel SSIM error ``clamp(1 - SSIM, 0, 1) / 2`` of images (N, C, h, w) -> (N, C, h, w).
+
+    3 x 3 Gaussian window, zero padding (the official ``pad_reflection=False``).
+    """
+    C = x.shape[1]
+    window = torch.tensor(SSIM_WINDOW, dtype=x.dtype, device=x.device).expand(C, 1, 3, 3)
+
+    def blur(t: Tensor) -> Tensor:
+        return F.conv2d(t, window, padding=1, groups=C)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x * mu_x
+    var_y = blur(y * y) - mu_y * mu_y
+    cov_xy = blur(x * y) - mu_x * mu_y
+    numerator = (2 * mu_x * mu_y + SSIM_C1) * (2 * cov_xy + SSIM_C2)
+    denominator = (mu_x * mu_x + mu_y * mu_y + SSIM_C1) * (var_x + var_y + SSIM_C2)
+    return torch.clamp(1.0 - numerator / denominator, 0.0, 1.0) / 2.0
+
+
+def photometric_error(pred: Tensor, target: Tensor, ssim_weight: float = 0.85) -> Tensor:
+    """Per-pixel l1+ssim error of images (N, C, h, w) -> (N, h, w), channel-averaged."""
+    ssim = ssim_error(pred, target).mean(dim=1)
+    l1 = (pred - target).abs().mean(dim=1)
+    return ssim_weight * ssim + (1.0 - ssim_weight) * l1
+
+
+def weight_guided_invalid(weights: Tensor, invalid: Tensor, threshold: float = 0.9) -> Tensor:
+    """Rays to drop (B, R) bool: the weight on invalid samples exceeds ``threshold`` in ALL render views.
+
+    ``weights`` (B, R, S), ``invalid`` (B, R, S, Vr).
+    """
+    invalid_weight = (weights[..., None] * invalid.to(weights.dtype)).sum(dim=2)  # (B, R, Vr)
+    return (invalid_weight > threshold).all(dim=-1)
+
+
+def photometric_loss(
+    rgb: Tensor, target: Tensor, ray_invalid: Tensor, patch_size: int = 8, ssim_weight: float = 0.85
+) -> Tensor:
+    """Min-over-render-views l1+ssim loss, averaged over all pixels (dropped rays count as 0).
+
+    ``rgb`` (B, R, Vr, 3) rendered per render view, ``target`` (B, R, 3), ``ray_invalid`` (B, R).
+    """
+    pred = to_patches(rgb, patch_size)  # (B, P, p, p, Vr, 3)
+    B, P, p, _, Vr, C = pred.shape
+    gt = to_patches(target, patch_size)[:, :, :, :, None].expand_as(pred)
+    pred = pred.permute(0, 1, 4, 5, 2, 3).reshape(B * P * Vr, C, p, p)
+    gt = gt.permute(0, 1, 4, 5, 2, 3).reshape(B * P * Vr, C, p, p)
+    errors = photometric_error(pred, gt, ssim_weight).reshape(B, P, Vr, p, p)
+    errors = errors.amin(dim=2)  # (B, P, p, p): the best-explaining render view per pixel
+    keep = 1.0 - to_patches(ray_invalid, patch_size).to(errors.dtype)
+    return (errors * keep).mean()
+
+
+def edge_aware_smoothness(depth: Tensor, target: Tensor, ray_invalid: Tensor, patch_size: int = 8) -> Tensor:
+    """Edge-aware smoothness of the mean-normalised disparity of each patch, averaged.
+
+    ``depth`` (B, R) rendered distance, ``target`` (B, R, 3) colours, ``ray_invalid`` (B, R).
+    The gradient maps are zero-padded at the last column / row, as officially.
+    """
+    disp = 1.0 / to_patches(depth, patch_size).clamp(1e-3, MAX_DEPTH)  # (B, P, p, p)
+    disp = disp / disp.mean(dim=(2, 3), keepdim=True)
+    img = to_patches(target, patch_size)  # (B, P, p, p, 3)
+    disp_dx = (disp[..., :, 1:] - disp[..., :, :-1]).abs()  # (B, P, p, p - 1)
+    disp_dy = (disp[..., 1:, :] - disp[..., :-1, :]).abs()  # (B, P, p - 1, p)
+    img_dx = (img[:, :, :, 1:] - img[:, :, :, :-1]).abs().mean(dim=-1)
+    img_dy = (img[:, :, 1:] - img[:, :, :-1]).abs().mean(dim=-1)
+    err = F.pad(disp_dx * torch.exp(-img_dx), (0, 1)) + F.pad(disp_dy * torch.exp(-img_dy), (0, 0, 0, 1))
+    keep = 1.0 - to_patches(ray_invalid, patch_size).to(err.dtype)
+    return (err * keep).mean()
+
+
+def kd_density_loss(student_raw: Tensor, teacher_raw: Tensor, invalid_view0: Tensor, clip: float = 2.0) -> Tensor:
+    """L1 between clipped student and (detached) teacher densities over points valid in view 0.
+
+    ``student_raw``, ``teacher_raw``: pre-softplus head outputs (...); ``invalid_view0`` (...) bool.
+    Returns 0 (with a gradient path) when no point is valid, where the official mean would be NaN.
+    """
+    student = F.softplus(student_raw).clamp(0.0, clip)
+    teacher = F.softplus(teacher_raw.detach()).clamp(0.0, clip)
+    valid = ~invalid_view0
+    diff = (student - teacher).abs()[valid]
+    return diff.mean() if diff.numel() > 0 else diff.sum()
+
+
+def reconstruction_loss(render: RenderOutput, target: Tensor, cfg: LossConfig) -> LossTerms:
+    """Photometric + smoothness terms for patch rays; ``target`` (B, R, 3) are the loss-frame colours."""
+    ray_invalid = weight_guided_invalid(render.weights, render.invalid, cfg.invalid_threshold)
+    photometric = photometric_loss(render.rgb, target, ray_invalid, cfg.patch_size, cfg.ssim_weight)
+    smoothness = edge_aware_smoothness(render.depth, target, ray_invalid, cfg.patch_size)
+    return LossTerms(
+        total=photometric + cfg.lambda_smoothness * smoothness, photometric=photometric, smoothness=smoothness
+    )
