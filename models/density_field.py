@@ -1,0 +1,181 @@
+"""Image-conditioned density field: encode views once, then query densities of 3D points (REFERENCE 2.2, 3.1).
+
+    scene = field.encode(images, K_norm, cam_to_world)              # EncodedScene, nothing kept on `field`
+    out = field.query(scene, points_world, density_head="single_view")  # FieldOutput
+    render(..., field_fn=field.field_fn(scene, "single_view"))       # what the renderer calls
+
+A point is projected into every encoder view; the feature map is sampled there and concatenated with the
+positional encoding of (u, v, z~) to give a 103-d input per view. Every head runs on those inputs (so the
+KD loss sees teacher and student on the same points); the head named by the caller gives sigma.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.encoder import ImageEncoder, draw_flip
+from models.field_output import FieldOutput
+from models.heads import MultiViewFusionHead, SingleViewHead
+from models.positional_encoding import encoded_dim, positional_encoding
+from utils.geometry import Z_EPS, invert_rigid, project, transform_points
+
+
+@dataclass
+class EncodedScene:
+    """Everything a query needs about the encoder views of ``B`` scenes."""
+
+    features: Tensor  # (B, Ve, C, H, W), scale-0 feature maps
+    K_norm: Tensor  # (B, Ve, 3, 3), intrinsics normalised to [-1, 1]
+    world_to_cam: Tensor  # (B, Ve, 4, 4)
+
+    @property
+    def num_views(self) -> int:
+        return self.features.shape[1]
+
+
+def inverse_depth_code(z: Tensor, z_near: float, z_far: float) -> Tensor:
+    """Camera depth (...) -> inverse-depth code (...): -1 at ``z_far``, +1 at ``z_near``.
+
+    ``z~ = 2 (1/max(z, 1e-3) - 1/far) / (1/near - 1/far) - 1``; unbounded for points near the camera plane
+    (about 6233 at z <= 1e-3 for near 3, far 80), as officially.
+    """
+    code = (1.0 / z.clamp_min(Z_EPS) - 1.0 / z_far) / (1.0 / z_near - 1.0 / z_far)
+    return 2.0 * code - 1.0
+
+
+def sample_features(features: Tensor, uv: Tensor) -> Tensor:
+    """Bilinear feature lookup: maps (B, C, H, W), uv in [-1, 1] (B, N, 2) -> (B, N, C).
+
+    ``align_corners=False`` (u = -1 is the left edge of pixel 0) and border padding, as officially; points
+    outside the image keep the border feature (``learn_empty: false``).
+    """
+    sampled = F.grid_sample(features, uv.unsqueeze(2), mode="bilinear", padding_mode="border", align_corners=False)
+    return sampled.squeeze(-1).transpose(1, 2)  # (B, C, N, 1) -> (B, N, C)
+
+
+def view_inputs(
+    scene: EncodedScene,
+    points_world: Tensor,
+    z_near: float,
+    z_far: float,
+    num_freqs: int,
+    freq_factor: float,
+) -> tuple[Tensor, Tensor]:
+    """Per-view head inputs for world points (B, N, 3).
+
+    Returns ``inputs`` (B, N, Ve, C + PE) as [sampled feature, PE(u, v, z~)] and ``invalid`` (B, N, Ve).
+    """
+    B, Ve, C, H, W = scene.features.shape
+    N = points_world.shape[1]
+    points_cam = transform_points(scene.world_to_cam, points_world.unsqueeze(1))  # (B, Ve, N, 3)
+    uv, z, invalid = project(points_cam, scene.K_norm.unsqueeze(2))  # (B, Ve, N, 2), (B, Ve, N), (B, Ve, N)
+    code = torch.cat([uv, inverse_depth_code(z, z_near, z_far).unsqueeze(-1)], dim=-1)  # (B, Ve, N, 3)
+    pe = positional_encoding(code, num_freqs, freq_factor, include_input=True)  # (B, Ve, N, P)
+    feats = sample_features(scene.features.reshape(B * Ve, C, H, W), uv.reshape(B * Ve, N, 2))  # (B*Ve, N, C)
+    inputs = torch.cat([feats.reshape(B, Ve, N, C), pe], dim=-1)  # (B, Ve, N, C + P)
+    return inputs.transpose(1, 2), invalid.transpose(1, 2)
+
+
+class DensityField(nn.Module):
+    """Shared image encoder + named density heads (BTS: one head; MVBTS/KDBTS: teacher and student)."""
+
+    def __init__(
+        self,
+        encoder: ImageEncoder,
+        heads: Mapping[str, nn.Module],
+        z_near: float = 3.0,
+        z_far: float = 80.0,
+        num_freqs: int = 6,
+        freq_factor: float = 1.5,
+    ) -> None:
+        super().__init__()
+        if not heads:
+            raise ValueError("a DensityField needs at least one head")
+        self.encoder = encoder
+        self.heads = nn.ModuleDict(dict(heads))
+        self.z_near = z_near
+        self.z_far = z_far
+        self.num_freqs = num_freqs
+        self.freq_factor = freq_factor
+
+    @property
+    def d_head_in(self) -> int:
+        """Width of one view's head input: features + positional encoding (64 + 39 = 103 officially)."""
+        return self.encoder.d_out + encoded_dim(3, self.num_freqs)
+
+    def encode(self, images: Tensor, K_norm: Tensor, cam_to_world: Tensor, flip: bool = False) -> EncodedScene:
+        """Encode the encoder views: images in [-1, 1] (B, Ve, 3, H, W), K_norm (B, Ve, 3, 3),
+        cam_to_world (B, Ve, 4, 4) -> :class:`EncodedScene`. ``flip``: training flip augmentation."""
+        B, Ve = images.shape[:2]
+        features = self.encoder(images.flatten(0, 1), flip=flip)  # (B*Ve, C, H, W)
+        return EncodedScene(
+            features=features.unflatten(0, (B, Ve)),
+            K_norm=K_norm,
+            world_to_cam=invert_rigid(cam_to_world),
+        )
+
+    def encode_train(
+        self, images: Tensor, K_norm: Tensor, cam_to_world: Tensor, flip_p: float = 0.5, generator=None
+    ) -> EncodedScene:
+        """:meth:`encode` with the flip augmentation drawn with probability ``flip_p`` for the batch."""
+        return self.encode(images, K_norm, cam_to_world, flip=draw_flip(flip_p, generator))
+
+    def view_inputs(self, scene: EncodedScene, points_world: Tensor) -> tuple[Tensor, Tensor]:
+        """World points (B, N, 3) -> head inputs (B, N, Ve, D), invalid (B, N, Ve). See :func:`view_inputs`."""
+        return view_inputs(scene, points_world, self.z_near, self.z_far, self.num_freqs, self.freq_factor)
+
+    def query(self, scene: EncodedScene, points_world: Tensor, density_head: str) -> FieldOutput:
+        """Densities of world points (B, N, 3) in ``scene``, sigma from the head named ``density_head``.
+
+        All heads run; their raw outputs (B, N) are in ``head_outputs`` by name.
+        """
+        if density_head not in self.heads:
+            raise KeyError(f"unknown density head {density_head!r}; this model has {list(self.heads)}")
+        inputs, invalid = self.view_inputs(scene, points_world)  # (B, N, Ve, D), (B, N, Ve)
+        raw = {name: head(inputs, invalid) for name, head in self.heads.items()}  # each (B, N)
+        return FieldOutput(sigma=F.softplus(raw[density_head]), invalid=invalid, head_outputs=raw)
+
+    def field_fn(self, scene: EncodedScene, density_head: str) -> Callable[[Tensor], FieldOutput]:
+        """The renderer's view of this field for one encoded scene: ``points_world (B, N, 3) -> FieldOutput``."""
+        if density_head not in self.heads:
+            raise KeyError(f"unknown density head {density_head!r}; this model has {list(self.heads)}")
+        return partial(self.query, scene, density_head=density_head)
+
+
+# Head names used by the builders below and by official-checkpoint conversion (models.checkpoint).
+SINGLE_VIEW_HEAD = "single_view"
+MULTI_VIEW_HEAD = "multi_view"
+
+
+def make_bts_field(resnet_layers: int = 50, pretrained: bool = True, freeze_encoder: bool = False) -> DensityField:
+    """BTS (official ``exp_kitti_360``): one head ``single_view``, MLP 103 -> 64 -> 1 on view 0."""
+    encoder = ImageEncoder(resnet_layers=resnet_layers, pretrained=pretrained, freeze=freeze_encoder)
+    d_in = encoder.d_out + encoded_dim(3, 6)
+    return DensityField(encoder, heads={SINGLE_VIEW_HEAD: SingleViewHead(d_in, d_hidden=64)})
+
+
+def make_mvbts_field(
+    resnet_layers: int = 50,
+    pretrained: bool = True,
+    freeze_encoder: bool = False,
+    d_hidden: int = 128,
+    d_feature: int = 16,
+    d_fusion_hidden: int = 16,
+    view_dropout: float = 0.0,
+    with_student: bool = True,
+) -> DensityField:
+    """MVBTS teacher ``multi_view`` (official ``multiviewhead3``), plus the KDBTS student ``single_view``."""
+    encoder = ImageEncoder(resnet_layers=resnet_layers, pretrained=pretrained, freeze=freeze_encoder)
+    d_in = encoder.d_out + encoded_dim(3, 6)
+    heads: dict[str, nn.Module] = {
+        MULTI_VIEW_HEAD: MultiViewFusionHead(d_in, d_hidden, d_feature, d_fusion_hidden, view_dropout)
+    }
+    if with_student:
+        heads[SINGLE_VIEW_HEAD] = SingleViewHead(d_in, d_hidden=64, view_index=0)
+    return DensityField(encoder, heads=heads)

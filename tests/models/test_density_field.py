@@ -1,0 +1,115 @@
+"""Density field: explicit encoded scene (no state on the module), head selection, fusion-head invariants."""
+
+import pytest
+import torch
+
+from models.density_field import EncodedScene, make_bts_field, make_mvbts_field
+from models.heads import INVALID_VIEW_LOGIT, MultiViewFusionHead
+from utils.geometry import make_rigid, rotation_y
+
+H, W = 64, 96
+K_NORM = torch.tensor([[0.7849, 0.0, -0.0312], [0.0, 2.9391, 0.2701], [0.0, 0.0, 1.0]])
+
+
+@pytest.fixture(scope="module")
+def mvbts():
+    torch.manual_seed(0)
+    return make_mvbts_field(resnet_layers=18, pretrained=False).eval()
+
+
+def scene_inputs(seed: int, views: int = 2):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(1, views, 3, H, W, generator=g) * 2 - 1
+    K_norm = K_NORM.expand(1, views, 3, 3)
+    poses = [torch.eye(4)] + [
+        make_rigid(rotation_y(0.05 * v).float(), torch.tensor([0.5 * v, 0.0, 0.3])) for v in range(1, views)
+    ]
+    return images, K_norm, torch.stack(poses)[None]
+
+
+def points(seed: int, n: int = 200):
+    g = torch.Generator().manual_seed(seed)
+    xy = (torch.rand(1, n, 2, generator=g) - 0.5) * 10
+    z = 3 + torch.rand(1, n, 1, generator=g) * 40
+    return torch.cat([xy, z], dim=-1)
+
+
+@torch.no_grad()
+def test_interleaved_scenes_do_not_interact(mvbts):
+    pts = points(1)
+    scene_a = mvbts.encode(*scene_inputs(10))
+    first = mvbts.query(scene_a, pts, density_head="multi_view")
+    scene_b = mvbts.encode(*scene_inputs(20))
+    other = mvbts.query(scene_b, pts, density_head="multi_view")
+    again = mvbts.query(scene_a, pts, density_head="multi_view")
+    torch.testing.assert_close(again.sigma, first.sigma, rtol=0, atol=0)
+    assert not torch.allclose(other.sigma, first.sigma)
+    # Batching two scenes equals querying them one by one.
+    batched = [torch.cat(pair) for pair in zip(scene_inputs(10), scene_inputs(20), strict=True)]
+    both = mvbts.query(mvbts.encode(*batched), pts.expand(2, -1, -1), density_head="multi_view")
+    torch.testing.assert_close(both.sigma, torch.cat([first.sigma, other.sigma]), rtol=1e-5, atol=1e-6)
+
+
+@torch.no_grad()
+def test_field_fn_is_the_query(mvbts):
+    pts = points(2)
+    scene = mvbts.encode(*scene_inputs(3))
+    out = mvbts.field_fn(scene, "single_view")(pts)
+    ref = mvbts.query(scene, pts, density_head="single_view")
+    torch.testing.assert_close(out.sigma, ref.sigma)
+    assert out.sigma.shape == (1, 200) and out.invalid.shape == (1, 200, 2)
+    assert set(out.head_outputs) == {"multi_view", "single_view"}
+    torch.testing.assert_close(out.sigma, torch.nn.functional.softplus(out.head_outputs["single_view"]))
+
+
+def test_unknown_head_is_an_error(mvbts):
+    scene = EncodedScene(torch.zeros(1, 1, 64, 4, 4), K_NORM[None, None], torch.eye(4)[None, None])
+    with pytest.raises(KeyError, match="unknown density head 'teacher'"):
+        mvbts.query(scene, points(0, 3), density_head="teacher")
+    with pytest.raises(KeyError):
+        mvbts.field_fn(scene, "teacher")
+
+
+def test_bts_model_has_one_head():
+    field = make_bts_field(resnet_layers=18, pretrained=False)
+    assert list(field.heads) == ["single_view"] and field.d_head_in == 103
+
+
+def fusion_inputs(views: int, n: int = 50):
+    torch.manual_seed(5)
+    return torch.randn(1, n, views, 103)
+
+
+@torch.no_grad()
+def test_fusion_ignores_invalid_views():
+    head = MultiViewFusionHead().eval()
+    x = fusion_inputs(3)
+    invalid = torch.zeros(1, 50, 3, dtype=torch.bool)
+    invalid[..., 2] = True
+    changed = x.clone()
+    changed[..., 2, :] = torch.randn_like(changed[..., 2, :])
+    torch.testing.assert_close(head(changed, invalid), head(x, invalid))
+    # One valid view: the fused feature is that view's feature.
+    single = head(x[..., :1, :], invalid[..., :1])
+    only_view0 = invalid.clone()
+    only_view0[..., 1] = True
+    torch.testing.assert_close(head(x, only_view0), single)
+
+
+@torch.no_grad()
+def test_fusion_all_invalid_is_uniform_average():
+    head = MultiViewFusionHead().eval()
+    x = fusion_inputs(3)
+    features = head.per_view(x)[..., 1:]
+    expected = head.fusion_mlp(features.mean(dim=-2)).squeeze(-1)
+    torch.testing.assert_close(head(x, torch.ones(1, 50, 3, dtype=torch.bool)), expected)
+    assert INVALID_VIEW_LOGIT == -1e9
+
+
+def test_view_dropout_only_in_training_and_never_view0():
+    head = MultiViewFusionHead(view_dropout=0.5)
+    invalid = torch.zeros(1, 4000, 3, dtype=torch.bool)
+    dropped = head.train().drop_views(invalid)
+    assert not dropped[..., 0].any()
+    assert 0.4 < dropped[..., 1:].float().mean().item() < 0.6
+    assert not head.eval().drop_views(invalid).any()

@@ -1,0 +1,81 @@
+"""Image encoder: shapes, flip augmentation, freezing, and the offline ImageNet-weights error."""
+
+import urllib.error
+
+import pytest
+import torch
+
+from models.encoder import ImageEncoder, PretrainedWeightsError, draw_flip
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.manual_seed(0)
+    return ImageEncoder(resnet_layers=18, pretrained=False).eval()
+
+
+def test_full_resolution_output(encoder):
+    images = torch.rand(2, 3, 64, 96) * 2 - 1
+    with torch.no_grad():
+        features = encoder(images)
+    assert features.shape == (2, 64, 64, 96)
+
+
+def test_odd_sizes_are_cropped_to_the_skip(encoder):
+    with torch.no_grad():
+        features = encoder(torch.zeros(1, 3, 70, 100))
+    assert features.shape == (1, 64, 70, 100)
+
+
+def test_flip_encodes_the_mirror_image_and_mirrors_back(encoder):
+    images = torch.rand(1, 3, 64, 96) * 2 - 1
+    with torch.no_grad():
+        flipped = encoder(images, flip=True)
+        reference = torch.flip(encoder(torch.flip(images, dims=[-1])), dims=[-1])
+    torch.testing.assert_close(flipped, reference)
+
+
+def test_flip_of_a_symmetric_image_mirrors_the_features(encoder):
+    half = torch.rand(1, 3, 64, 48) * 2 - 1
+    symmetric = torch.cat([half, torch.flip(half, dims=[-1])], dim=-1)
+    with torch.no_grad():
+        flipped = encoder(symmetric, flip=True)
+        plain = encoder(symmetric, flip=False)
+    # The network itself is not mirror-symmetric, so flip=True gives the mirrored feature map of the same input.
+    torch.testing.assert_close(flipped, torch.flip(plain, dims=[-1]))
+
+
+def test_draw_flip_is_reproducible_with_a_generator():
+    draws = [draw_flip(0.5, torch.Generator().manual_seed(s)) for s in range(64)]
+    assert any(draws) and not all(draws)
+    assert draws == [draw_flip(0.5, torch.Generator().manual_seed(s)) for s in range(64)]
+    assert not draw_flip(0.0) and draw_flip(1.0)
+
+
+def test_freeze_disables_gradients():
+    frozen = ImageEncoder(resnet_layers=18, pretrained=False, freeze=True)
+    assert not any(p.requires_grad for p in frozen.parameters())
+
+
+def test_unused_output_scales_exist_for_strict_loading(encoder):
+    keys = encoder.state_dict().keys()
+    assert {f"decoder.output_convs.{s}.conv.weight" for s in range(4)} <= set(keys)
+    assert "backbone.fc.weight" in keys
+
+
+def test_pretrained_offline_raises_clear_error(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    with pytest.raises(PretrainedWeightsError) as info:
+        ImageEncoder(resnet_layers=18, pretrained=True)
+    message = str(info.value)
+    assert "pretrained=false" in message
+    assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in message
+    assert "checkpoints/resnet18-f37072fd.pth" in message
+
+
+def test_unknown_depth_is_rejected():
+    with pytest.raises(ValueError, match="resnet_layers"):
+        ImageEncoder(resnet_layers=20, pretrained=False)
