@@ -1,0 +1,86 @@
+"""Fisheye -> virtual pinhole resampling (REFERENCE 6.2).
+
+The virtual pinhole has the perspective intrinsics ``K_norm`` and is rotated inside the fisheye
+by ``rotation`` (virtual -> fisheye). The sampling grid depends only on the camera, so it is
+computed once and reused for every frame.
+
+Two models:
+
+* ``"official"``: exactly the official ``FisheyeToPinholeSampler``. It ignores the tangential
+  terms p1, p2, and normalises pixels with ``2 u / W - 1`` while sampling with
+  ``align_corners=True``, so it reads the fisheye at ``u (W - 1) / W`` instead of ``u`` (up to
+  ~1-2 px off in the 640 px view, REFERENCE 10.3). The official checkpoints were trained on it.
+* ``"exact"``: the full MEI model (:class:`utils.fisheye.MeiCamera`, with p1, p2) and pixel
+  centre ``u`` mapped to ``2 u / (W - 1) - 1``, so ``align_corners=True`` samples exactly there.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from utils.fisheye import MeiCamera
+from utils.geometry import ray_grid
+
+FisheyeModel = Literal["official", "exact"]
+
+
+def virtual_rays(K_norm: Tensor, image_size: tuple[int, int], rotation: Tensor) -> Tensor:
+    """Unit rays of the virtual pinhole's pixels, in the fisheye camera frame, (H, W, 3) float64.
+
+    Target pixels are the official ``linspace(-1, 1)`` grid; ``ray = rotation @ K^-1 (x, y, 1)``.
+    """
+    H, W = image_size
+    xy = ray_grid(H, W, dtype=torch.float64)  # (H, W, 2)
+    pixels = torch.cat([xy, torch.ones(H, W, 1, dtype=torch.float64)], dim=-1)  # (H, W, 3)
+    rays = pixels @ torch.linalg.inv(K_norm.to(torch.float64)).T @ rotation.to(torch.float64).T
+    return rays / rays.norm(dim=-1, keepdim=True)
+
+
+def fisheye_sampling_grid(
+    K_norm: Tensor,
+    image_size: tuple[int, int],
+    camera: MeiCamera,
+    rotation: Tensor,
+    model: FisheyeModel = "official",
+) -> Tensor:
+    """``grid_sample`` coordinates (1, H, W, 2) float32 into the full fisheye image."""
+    rays = virtual_rays(K_norm, image_size, rotation)  # (H, W, 3)
+    if model == "official":
+        x, y, z = rays.unbind(-1)
+        x, y = x / (z + camera.xi), y / (z + camera.xi)
+        r = x * x + y * y
+        factor = 1.0 + camera.k1 * r + camera.k2 * r * r
+        # gamma, u0, v0 pre-normalised by the image size, as officially (the u (W-1)/W quirk).
+        gx = x * factor * (2.0 * camera.gamma1 / camera.width) + (2.0 * camera.u0 / camera.width - 1.0)
+        gy = y * factor * (2.0 * camera.gamma2 / camera.height) + (2.0 * camera.v0 / camera.height - 1.0)
+        grid = torch.stack([gx, gy], dim=-1)
+    elif model == "exact":
+        pixels, _ = camera.project(rays, tangential=True)  # (H, W, 2), centres at integers
+        grid = torch.stack(
+            [2.0 * pixels[..., 0] / (camera.width - 1) - 1.0, 2.0 * pixels[..., 1] / (camera.height - 1) - 1.0],
+            dim=-1,
+        )
+    else:
+        raise ValueError(f"fisheye_model must be 'official' or 'exact', got {model!r}")
+    return grid.unsqueeze(0).to(torch.float32)
+
+
+def resample_fisheye(colors: Tensor, grid: Tensor) -> Tensor:
+    """Resample fisheye colours (3, h, w) with a grid from :func:`fisheye_sampling_grid` -> (3, H, W).
+
+    Bilinear, ``align_corners=True``, zeros outside the image (official settings).
+    """
+    out = F.grid_sample(colors.unsqueeze(0).to(grid.dtype), grid, mode="bilinear", align_corners=True)
+    return out.squeeze(0)
+
+
+def resample_fisheye_rgb(image: np.ndarray, grid: Tensor) -> np.ndarray:
+    """uint8 RGB (h, w, 3) -> resampled uint8 RGB (H, W, 3), as the preprocessing cache stores it."""
+    colors = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+    out = resample_fisheye(colors, grid).permute(1, 2, 0)
+    return (out * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
