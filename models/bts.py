@@ -1,0 +1,154 @@
+"""The BTS training model: a density field plus the choices that turn a batch into rendered patches (REFERENCE 2.6).
+
+``BTSModel(batch)`` is the training forward pass and returns a typed :class:`BTSOutput`; the loss is computed by
+the caller (the train step), and nothing is stored on the module between calls. :meth:`BTSModel.render_view`
+renders every pixel of one view (validation, visualisation).
+
+Precision: under an outer ``torch.autocast`` only the image encoder runs in reduced precision. Poses, rays,
+projections and compositing run in float32 (autocast is switched off around them), because bf16 camera
+geometry moves points by centimetres at 80 m.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor, nn
+
+from datasets.sample import Sample
+from models.density_field import DensityField, EncodedScene
+from models.encoder import draw_flip
+from models.frame_roles import FrameRoles, FrameSampleMode, choose_frame_roles
+from models.rays import ImageRaySampler, PatchRaySampler, RayBundle, distance_to_z
+from models.rendering import RenderOutput, RenderViews, render_rays, render_rays_chunked
+from utils.geometry import invert_rigid
+
+
+@dataclass
+class BTSOutput:
+    """What one training forward pass produced for ``B`` scenes and ``R`` patch rays."""
+
+    render: RenderOutput  # rgb (B, R, Vr, 3), depth (B, R), weights (B, R, S) ...
+    target: Tensor  # (B, R, 3), loss-frame colours in [0, 1] at the rays' pixels
+    rays: RayBundle  # (B, R), in the frame of view 0
+    roles: FrameRoles
+
+
+@dataclass
+class ViewRender:
+    """Every pixel of one view: z-depth and the colour composited from each render view."""
+
+    depth: Tensor  # (B, H, W), camera z-depth
+    rgb: Tensor  # (B, Vr, 3, H, W), in [0, 1]
+
+
+def relative_to_first_view(cam_to_world: Tensor) -> Tensor:
+    """Poses (B, V, 4, 4) re-expressed in the frame of view 0: ``inv(cam_to_world[:, 0]) @ cam_to_world``."""
+    return invert_rigid(cam_to_world[:, :1]) @ cam_to_world
+
+
+def _select(values: Tensor, ids: tuple[int, ...]) -> Tensor:
+    """Views ``ids`` of a (B, V, ...) tensor."""
+    return values[:, list(ids)]
+
+
+def _geometry_precision(device: torch.device) -> torch.autocast:
+    """Float32 for camera geometry even inside an autocast region."""
+    return torch.autocast(device.type, enabled=False)
+
+
+class BTSModel(nn.Module):
+    """Density field + frame roles + patch ray sampling + volume rendering, for one density head."""
+
+    def __init__(
+        self,
+        field: DensityField,
+        frame_sample_mode: FrameSampleMode = "kitti360-mono",
+        ray_batch_size: int = 4096,
+        patch_size: int = 8,
+        z_near: float = 3.0,
+        z_far: float = 80.0,
+        samples_per_ray: int = 64,
+        density_head: str = "single_view",
+        flip_p: float = 0.5,
+        eval_ray_chunk_size: int = 4096,
+    ) -> None:
+        super().__init__()
+        if ray_batch_size % (patch_size * patch_size) != 0:
+            raise ValueError(f"ray_batch_size {ray_batch_size} is not a multiple of patch_size^2 = {patch_size**2}")
+        if density_head not in field.heads:
+            raise ValueError(f"density_head {density_head!r} is not one of the field's heads {list(field.heads)}")
+        self.field = field
+        self.frame_sample_mode: FrameSampleMode = frame_sample_mode
+        self.ray_sampler = PatchRaySampler(ray_batch_size, patch_size, z_near, z_far)
+        self.z_near = z_near
+        self.z_far = z_far
+        self.samples_per_ray = samples_per_ray
+        self.density_head = density_head
+        self.flip_p = flip_p
+        self.eval_ray_chunk_size = eval_ray_chunk_size
+
+    def encode(self, images: Tensor, K_norm: Tensor, cam_to_world: Tensor, flip: bool = False) -> EncodedScene:
+        """Encoder views (B, Ve, ...) -> scene, with the feature maps in float32 whatever the autocast dtype."""
+        scene = self.field.encode(images, K_norm, cam_to_world, flip=flip)
+        return replace(scene, features=scene.features.float())
+
+    def forward(self, batch: Sample, generator: torch.Generator | None = None) -> BTSOutput:
+        """Training pass: ``batch.images`` (B, V, 3, H, W) in [-1, 1] -> rendered patches on the loss frames."""
+        roles = choose_frame_roles(self.frame_sample_mode, batch.num_views, generator=generator)
+        with _geometry_precision(batch.images.device):
+            cam_to_world = relative_to_first_view(batch.cam_to_world.float())  # (B, V, 4, 4)
+        enc = roles.encoder_ids
+        flip = self.training and draw_flip(self.flip_p, generator)
+        scene = self.encode(_select(batch.images, enc), _select(batch.K_norm, enc), _select(cam_to_world, enc), flip)
+
+        with _geometry_precision(batch.images.device):
+            colors = batch.images.float() * 0.5 + 0.5  # (B, V, 3, H, W) in [0, 1]
+            rays, target = self.ray_sampler(colors, batch.K_norm, cam_to_world, roles.loss_ids, generator)
+            render_views = RenderViews(
+                colors=_select(colors, roles.render_ids),
+                K_norm=_select(batch.K_norm, roles.render_ids),
+                world_to_cam=invert_rigid(_select(cam_to_world, roles.render_ids)),
+            )
+            render = render_rays(
+                rays,
+                self.field.field_fn(scene, self.density_head),
+                render_views,
+                samples_per_ray=self.samples_per_ray,
+                generator=generator,
+            )
+        return BTSOutput(render=render, target=target, rays=rays, roles=roles)
+
+    @torch.no_grad()
+    def render_view(self, batch: Sample, view_id: int = 0, render_ids: tuple[int, ...] | None = None) -> ViewRender:
+        """Render every pixel of ``view_id`` from view 0's encoding (deterministic samples, chunked).
+
+        Colours come from ``render_ids`` (default: every other view, or view 0 itself for one-view samples).
+        """
+        B, V, _, H, W = batch.images.shape
+        if render_ids is None:
+            render_ids = tuple(i for i in range(V) if i != view_id) or (view_id,)
+        with _geometry_precision(batch.images.device):
+            cam_to_world = relative_to_first_view(batch.cam_to_world.float())
+        scene = self.encode(batch.images[:, :1], batch.K_norm[:, :1], cam_to_world[:, :1])
+        with _geometry_precision(batch.images.device):
+            colors = batch.images.float() * 0.5 + 0.5
+            sampler = ImageRaySampler(H, W, self.z_near, self.z_far)
+            rays = sampler(batch.K_norm, cam_to_world, view_id)  # (B, H W)
+            render_views = RenderViews(
+                colors=_select(colors, render_ids),
+                K_norm=_select(batch.K_norm, render_ids),
+                world_to_cam=invert_rigid(_select(cam_to_world, render_ids)),
+            )
+            out = render_rays_chunked(
+                rays,
+                self.field.field_fn(scene, self.density_head),
+                render_views,
+                ray_chunk_size=self.eval_ray_chunk_size,
+                samples_per_ray=self.samples_per_ray,
+                deterministic=True,
+            )
+            depth = sampler.to_image(distance_to_z(out.depth, rays.directions_cam))  # (B, H, W)
+            rgb = sampler.to_image(out.rgb).permute(0, 3, 4, 1, 2)  # (B, H, W, Vr, 3) -> (B, Vr, 3, H, W)
+        return ViewRender(depth=depth, rgb=rgb)

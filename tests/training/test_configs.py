@@ -1,0 +1,106 @@
+"""Every training config composes, is strict, and instantiates its model, optimizer, scheduler and datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from omegaconf.errors import ConfigAttributeError
+
+from datasets.sample import Sample
+from models.bts import BTSModel
+from models.losses import LossConfig
+from tests.training.conftest import CONFIG_DIR, compose_config
+
+TRAIN_CONFIGS = sorted(p.stem for p in Path(CONFIG_DIR).glob("train_*.yaml"))
+DATA_CONFIGS = sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml"))
+
+
+def test_the_expected_configs_exist():
+    assert {"train_kitti_360_bts", "train_kitti_raw_bts", "train_synthetic_bts"} <= set(TRAIN_CONFIGS)
+    assert {"kitti_360", "kitti_raw", "synthetic_kitti_360"} <= set(DATA_CONFIGS)
+
+
+@pytest.mark.parametrize("name", TRAIN_CONFIGS)
+@pytest.mark.parametrize("debug", [False, True])
+def test_config_composes_in_struct_mode(name, debug):
+    cfg = compose_config(name, ["debug=default"] if debug else [])
+    assert cfg.model._target_ == "models.bts.BTSModel"
+    with pytest.raises(ConfigAttributeError):
+        _ = cfg.trainer.learning_rate  # struct mode: an unknown key is an error, not None
+    if debug:
+        assert cfg.trainer.max_iters <= 4 and cfg.model.field.encoder.resnet_layers == 18
+
+
+def test_official_values():
+    k360 = compose_config("train_kitti_360_bts")
+    assert (k360.trainer.batch_size, k360.trainer.num_epochs, k360.trainer.optimizer.lr) == (16, 25, 1e-4)
+    assert (k360.trainer.lr_scheduler.step_size, k360.trainer.lr_scheduler.gamma) == (120000, 0.1)
+    assert (k360.model.ray_batch_size, k360.model.samples_per_ray, k360.model.patch_size) == (4096, 64, 8)
+    assert (k360.model.z_near, k360.model.z_far) == (3.0, 80.0)
+    assert list(k360.data.image_size) == [192, 640]
+    assert k360.model.field.encoder.resnet_layers == 50 and k360.model.field.encoder.pretrained
+    assert k360.model.frame_sample_mode == "kitti360-mono"
+    assert k360.loss.lambda_smoothness == 1e-3
+    raw = compose_config("train_kitti_raw_bts")
+    assert (raw.model.ray_batch_size, raw.trainer.num_epochs, raw.model.frame_sample_mode) == (2048, 50, "default")
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["trainer.lerning_rate=0.1", "model.ray_batchsize=8", "data=kitti_361", "debug=nonexistent"],
+)
+def test_a_typo_fails_loudly(override):
+    with pytest.raises(ConfigCompositionException):
+        compose_config("train_kitti_360_bts", [override])
+
+
+@pytest.mark.parametrize("name", TRAIN_CONFIGS)
+def test_model_optimizer_scheduler_and_loss_instantiate(name):
+    # The official configs as they are, except for ImageNet weights (no network in tests).
+    cfg = compose_config(name, ["model.field.encoder.pretrained=false"])
+    model = instantiate(cfg.model)
+    assert isinstance(model, BTSModel)
+    assert model.ray_sampler.num_patches * 64 == cfg.model.ray_batch_size
+    assert model.field.encoder.resnet_layers == cfg.model.field.encoder.resnet_layers
+    optimizer = instantiate(cfg.trainer.optimizer)(params=model.parameters())
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.param_groups[0]["lr"] == 1e-4
+    scheduler = instantiate(cfg.trainer.lr_scheduler)(optimizer=optimizer)
+    assert isinstance(scheduler, torch.optim.lr_scheduler.StepLR) and scheduler.step_size == 120000
+    assert isinstance(instantiate(cfg.loss), LossConfig)
+
+
+def _point_at_synthetic(cfg: DictConfig, root: Path) -> list[str]:
+    """Overrides that keep a config's dataset settings but read the synthetic world."""
+    if cfg.data.train._target_.endswith("Kitti360Dataset"):
+        k360 = root / "KITTI-360"
+        return [
+            f"data.data_path={k360}",
+            f"data.train.split_path={k360}/splits/train_files.txt",
+            f"data.val.dataset.split_path={k360}/splits/val_files.txt",
+        ]
+    raw = root / "KITTI-Raw"
+    return [f"data.data_path={raw}", f"data.pose_path={raw}/orb-slam_poses", f"data.split_dir={raw}/splits/synthetic"]
+
+
+@pytest.mark.parametrize("name", TRAIN_CONFIGS)
+def test_datasets_instantiate(name, synthetic_root):
+    cfg = compose_config(name)
+    cfg = compose_config(name, ["data.image_size=[32,96]", *_point_at_synthetic(cfg, synthetic_root)])
+    train_set, val_set = instantiate(cfg.data.train), instantiate(cfg.data.val)
+    assert len(train_set) > 0 and 0 < len(val_set) <= cfg.data.val.length
+    sample = train_set[0]
+    assert isinstance(sample, Sample) and sample.images.shape[-2:] == (32, 96)
+    assert sample.num_views == (8 if cfg.model.frame_sample_mode == "kitti360-mono" else 4)
+    assert val_set[0].depth is not None
+
+
+@pytest.mark.parametrize("data", [d for d in DATA_CONFIGS if d.startswith("synthetic")])
+def test_synthetic_data_groups(data, synthetic_root):
+    root = synthetic_root / ("KITTI-360" if data.endswith("360") else "KITTI-Raw")
+    cfg = compose_config("train_synthetic_bts", [f"data={data}", f"data.data_path={root}"])
+    assert len(instantiate(cfg.data.train)) > 0 and len(instantiate(cfg.data.val)) > 0

@@ -1,0 +1,178 @@
+"""End-to-end training runs on tiny data: outputs, resume, init, strict loading, NaN handling."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from ignite.utils import manual_seed
+from omegaconf import OmegaConf
+
+from models.checkpoint import CheckpointError
+from tests.training.conftest import compose_config, tiny_config
+from utils.training.checkpoints import read_checkpoint, rolling_checkpoints
+from utils.training.train import setup_model, setup_optimization, train, training
+
+
+def _events(directory: Path) -> list[Path]:
+    return list(directory.glob("events.out.tfevents.*"))
+
+
+def _adam_steps(checkpoint: dict) -> int:
+    return int(max(float(s["step"]) for s in checkpoint["optimizer"]["state"].values()))
+
+
+def _same_tensors(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A 4-iteration debug run (checkpoints at 2 and 4, validation at 2 and 4)."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    train(tiny_config(out))
+    return out
+
+
+def test_debug_run_writes_checkpoints_and_tensorboard(finished_run):
+    assert [p.name for p in rolling_checkpoints(finished_run)] == [
+        "training_checkpoint_4.pt",
+        "training_checkpoint_2.pt",
+    ]
+    assert _events(finished_run)
+    assert len(list(finished_run.glob("best_checkpoint_*_abs_rel_*.pt"))) == 1
+    assert not list(finished_run.glob("*.tmp"))
+    ckpt = read_checkpoint(finished_run / "training_checkpoint_4.pt")
+    assert ckpt["trainer"]["iteration"] == 4
+    assert ckpt["lr_scheduler"]["last_epoch"] == 4  # stepped per iteration
+    assert _adam_steps(ckpt) == 4
+    stored = OmegaConf.create(ckpt["config"])
+    assert stored.model.field.encoder.resnet_layers == 18 and stored.trainer.max_iters == 4
+
+
+def test_tensorboard_holds_scalars_and_images(finished_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(finished_run), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    scalars = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/photometric", "train/smoothness", "lr/group_0", "val/abs_rel", "val/a1"} <= scalars
+    assert [e.step for e in acc.Scalars("val/abs_rel")] == [2, 4]
+    assert acc.Tags()["images"] == ["val/input_depth_reconstruction"]
+
+
+def test_resume_restores_everything_and_continues(finished_run, tmp_path):
+    ckpt_path = finished_run / "training_checkpoint_2.pt"
+    ckpt = read_checkpoint(ckpt_path)
+    cfg = tiny_config(tmp_path / "resumed", f"trainer.resume_from={ckpt_path}", "trainer.max_iters=4")
+
+    # The restored state equals the checkpoint's before any step is taken.
+    from utils.training.checkpoints import restore_training_state
+    from utils.training.train import setup_trainer
+
+    device = torch.device("cpu")
+    model = setup_model(cfg, device)
+    optimizer, scheduler = setup_optimization(cfg.trainer, model)
+    trainer, _, tb = setup_trainer(cfg, model, optimizer, scheduler, [], device, tmp_path / "unused")
+    tb.close()
+    restore_training_state(ckpt, model, optimizer, scheduler, trainer)
+    assert _same_tensors(model.state_dict(), ckpt["model"])
+    assert scheduler.state_dict() == ckpt["lr_scheduler"] and trainer.state.iteration == 2
+    assert _same_tensors(optimizer.state_dict()["state"][0], ckpt["optimizer"]["state"][0])
+
+    # And a resumed run takes only the missing iterations: Adam's step count continues from 2 to 4.
+    result = training(0, cfg, tmp_path / "resumed")
+    assert result.iteration == 4
+    final = read_checkpoint(tmp_path / "resumed" / "training_checkpoint_4.pt")
+    assert _adam_steps(final) == 4 and final["lr_scheduler"]["last_epoch"] == 4
+    assert not (tmp_path / "resumed" / "training_checkpoint_2.pt").exists()
+
+
+def test_resume_from_a_run_directory_uses_its_newest_checkpoint(finished_run, tmp_path):
+    cfg = tiny_config(tmp_path / "more", f"trainer.resume_from={finished_run}", "trainer.max_iters=5")
+    result = training(0, cfg, tmp_path / "more")
+    assert result.iteration == 5
+    assert _adam_steps(read_checkpoint(tmp_path / "more" / "training_checkpoint_5.pt")) == 5
+
+
+def test_resume_of_a_finished_run_does_nothing(finished_run, tmp_path, caplog):
+    cfg = tiny_config(tmp_path / "again", f"trainer.resume_from={finished_run}")
+    with caplog.at_level(logging.INFO):
+        assert training(0, cfg, tmp_path / "again").iteration == 4
+    assert "nothing to do" in caplog.text and not rolling_checkpoints(tmp_path / "again")
+
+
+def test_init_from_loads_weights_only(finished_run, tmp_path):
+    ckpt_path = finished_run / "training_checkpoint_4.pt"
+    cfg = tiny_config(tmp_path / "init", f"trainer.init_from={ckpt_path}", "trainer.max_iters=2")
+    model = setup_model(cfg, torch.device("cpu"))
+    assert _same_tensors(model.state_dict(), read_checkpoint(ckpt_path)["model"])
+
+    result = training(0, cfg, tmp_path / "init")
+    assert result.iteration == 2  # a fresh schedule: iterations count from 0
+    final = read_checkpoint(tmp_path / "init" / "training_checkpoint_2.pt")
+    assert _adam_steps(final) == 2 and final["lr_scheduler"]["last_epoch"] == 2
+
+
+def test_init_from_a_best_checkpoint(finished_run, tmp_path):
+    best = next(finished_run.glob("best_checkpoint_*.pt"))
+    cfg = tiny_config(tmp_path / "best", f"trainer.init_from={best}")
+    model = setup_model(cfg, torch.device("cpu"))
+    assert _same_tensors(model.state_dict(), read_checkpoint(best, required=("model",))["model"])
+
+
+def test_a_mismatched_checkpoint_is_an_error_listing_keys(finished_run, tmp_path):
+    ckpt = read_checkpoint(finished_run / "training_checkpoint_2.pt")
+    ckpt["model"]["field.heads.extra.weight"] = torch.zeros(1)
+    del ckpt["model"]["field.heads.single_view.mlp.output.bias"]
+    bad = tmp_path / "bad.pt"
+    torch.save(ckpt, bad)
+    for key in ("init_from", "resume_from"):
+        cfg = tiny_config(tmp_path / key, f"trainer.{key}={bad}")
+        with pytest.raises(CheckpointError) as err:
+            training(0, cfg, tmp_path / key)
+        assert "field.heads.extra.weight" in str(err.value)
+        assert "field.heads.single_view.mlp.output.bias" in str(err.value)
+
+
+def test_a_different_architecture_is_an_error(finished_run, tmp_path):
+    cfg = tiny_config(
+        tmp_path / "r34",
+        f"trainer.init_from={finished_run / 'training_checkpoint_2.pt'}",
+        "model.field.encoder.resnet_layers=34",
+    )
+    with pytest.raises(CheckpointError, match="missing keys"):
+        setup_model(cfg, torch.device("cpu"))
+
+
+def test_resume_and_init_together_are_refused(finished_run, tmp_path):
+    ckpt = finished_run / "training_checkpoint_2.pt"
+    cfg = tiny_config(tmp_path / "both", f"trainer.resume_from={ckpt}", f"trainer.init_from={ckpt}")
+    with pytest.raises(ValueError, match="not both"):
+        training(0, cfg, tmp_path / "both")
+
+
+def test_nan_loss_saves_a_checkpoint_and_stops(tmp_path, caplog):
+    cfg = tiny_config(tmp_path / "nan", "data.train.nan_images=true")
+    manual_seed(cfg.trainer.seed)  # as training() does before building the model
+    initial = {k: v.detach().clone() for k, v in setup_model(cfg, torch.device("cpu")).named_parameters()}
+    with caplog.at_level(logging.ERROR):
+        result = training(0, cfg, tmp_path / "nan")
+    assert result.iteration == 1
+    assert "non-finite loss at iteration 1" in caplog.text and "nan_checkpoint_1.pt" in caplog.text
+    saved = read_checkpoint(tmp_path / "nan" / "nan_checkpoint_1.pt")
+    # The parameters before the bad batch (no update was made); BatchNorm statistics did see the batch.
+    assert _same_tensors({k: saved["model"][k] for k in initial}, initial)
+    assert saved["optimizer"]["state"] == {}
+    assert not rolling_checkpoints(tmp_path / "nan")  # a NaN state never enters the rolling set
+
+
+def test_output_dir_defaults_to_hydras_run_dir():
+    cfg = compose_config("train_synthetic_bts")
+    assert cfg.trainer.output_dir is None
+    from utils.training.train import resolve_output_dir
+
+    with pytest.raises(ValueError, match="Hydra run directory"):
+        resolve_output_dir(cfg.trainer)

@@ -1,0 +1,15 @@
+"""Train BTS: ``python train.py -cn train_kitti_360_bts`` (see configs/ and utils/training/train.py)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from utils.training.train import train
+
+
+@hydra.main(version_base=None, config_path="configs", config_name=None)
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()

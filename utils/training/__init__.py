@@ -1,0 +1,1 @@
+"""Training engine for BTS: setup functions, the train step, handlers and checkpoints (pytorch-ignite)."""

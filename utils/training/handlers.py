@@ -1,0 +1,200 @@
+"""Ignite handlers around the train step: schedule, NaN guard, checkpoints, validation, logging, progress."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import ignite.distributed as idist
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import ProgressBar, TensorboardLogger
+from ignite.handlers.tensorboard_logger import OptimizerParamsHandler, OutputHandler
+from ignite.metrics import Average
+from torch import Tensor, nn
+
+from datasets.sample import Sample
+from models.bts import BTSModel
+from utils.metrics import DEPTH_METRICS
+from utils.occupancy.grid import level_to_cam, render_profile
+from utils.training.checkpoints import CheckpointWriter
+from utils.training.steps import EvalStepOutput, TrainStepOutput
+from utils.visualization import colorize, colorize_depth
+
+log = logging.getLogger(__name__)
+
+StateFn = Callable[[], dict[str, Any]]  # builds the checkpoint dict of the current training state
+
+
+def attach_nan_guard(trainer: Engine, writer: CheckpointWriter | None, state_fn: StateFn) -> None:
+    """On a non-finite loss: write ``nan_checkpoint_<it>.pt`` and stop.
+
+    The checkpoint holds the parameters before the bad batch (no update was made), for diagnosis; BatchNorm
+    running statistics did see the batch. Resume from the last rolling checkpoint instead.
+    """
+
+    def on_iteration(engine: Engine) -> None:
+        out: TrainStepOutput = engine.state.output
+        if out.finite:
+            return
+        where = ""
+        if writer is not None:
+            where = f"; the state before this batch is saved in {writer.save_nan(state_fn(), engine.state.iteration)}"
+        log.error(
+            "non-finite loss at iteration %d (loss=%s, photometric=%s, smoothness=%s): stopping training%s",
+            engine.state.iteration,
+            out.loss,
+            out.photometric,
+            out.smoothness,
+            where,
+        )
+        engine.terminate()
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, on_iteration)
+
+
+def attach_lr_scheduler(trainer: Engine, lr_scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+    """Step the PyTorch scheduler after every iteration, so its step counts are iterations (as officially)."""
+
+    def step(engine: Engine) -> None:
+        if engine.state.output.finite:
+            lr_scheduler.step()
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, step)
+
+
+def attach_checkpointing(trainer: Engine, writer: CheckpointWriter, state_fn: StateFn, every: int) -> None:
+    """A rolling checkpoint every ``every`` iterations and when training completes."""
+
+    def save(engine: Engine) -> None:
+        if engine.state.output is not None and not engine.state.output.finite:
+            return
+        writer.save(state_fn(), engine.state.iteration)
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(every=every), save)
+
+    def save_final(engine: Engine) -> None:
+        if engine.state.iteration % every != 0:
+            save(engine)
+
+    trainer.add_event_handler(Events.COMPLETED, save_final)
+
+
+def attach_depth_metrics(evaluator: Engine) -> None:
+    """Mean over validation images (and processes) of each depth metric."""
+    for name in DEPTH_METRICS:
+        Average(output_transform=lambda out, name=name: out.metrics[name]).attach(evaluator, name)
+
+    def as_floats(engine: Engine) -> None:  # Average gives 1-element tensors; loggers and checkpoints want numbers
+        engine.state.metrics = {k: float(v) for k, v in engine.state.metrics.items()}
+
+    evaluator.add_event_handler(Events.COMPLETED, as_floats)
+
+
+def attach_validation(trainer: Engine, evaluator: Engine, val_loader, every: int) -> None:
+    """Run the evaluator every ``every`` iterations and at the end of training (once per iteration)."""
+
+    def validate(engine: Engine) -> None:
+        if getattr(engine.state, "last_validated", None) == engine.state.iteration:
+            return
+        engine.state.last_validated = engine.state.iteration
+        evaluator.run(val_loader)
+        if idist.get_rank() == 0:
+            metrics = ", ".join(f"{k}={v:.4f}" for k, v in evaluator.state.metrics.items())
+            log.info("validation at iteration %d: %s", engine.state.iteration, metrics)
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(every=every), validate)
+    trainer.add_event_handler(Events.COMPLETED, validate)
+
+
+def attach_best_checkpoint(
+    evaluator: Engine, trainer: Engine, writer: CheckpointWriter, state_fn: StateFn, metric: str = "abs_rel"
+) -> None:
+    """Keep the model weights (and config) with the lowest validation ``metric``."""
+
+    def save(engine: Engine) -> None:
+        score = float(engine.state.metrics[metric])
+        if score == score:  # NaN never counts as best
+            state = state_fn()
+            best = {"model": state["model"], "config": state["config"], "iteration": trainer.state.iteration}
+            writer.save_best({**best, metric: score}, trainer.state.iteration, metric, score)
+
+    evaluator.add_event_handler(Events.COMPLETED, save)
+
+
+def attach_tensorboard(
+    trainer: Engine,
+    evaluator: Engine,
+    optimizer: torch.optim.Optimizer,
+    log_dir: str,
+    log_every: int,
+    config_yaml: str,
+) -> TensorboardLogger:
+    """Scalars: train loss terms and lr every ``log_every`` iterations, validation metrics per validation."""
+    tb = TensorboardLogger(log_dir=log_dir)
+    tb.writer.add_text("config", f"```\n{config_yaml}\n```", 0)
+    every = Events.ITERATION_COMPLETED(every=log_every)
+    tb.attach(trainer, OutputHandler(tag="train", output_transform=lambda out: out.scalars()), every)
+    tb.attach(trainer, OptimizerParamsHandler(optimizer, param_name="lr"), every)
+    tb.attach(
+        evaluator,
+        OutputHandler(tag="val", metric_names="all", global_step_transform=lambda *_: trainer.state.iteration),
+        Events.COMPLETED,
+    )
+    trainer.add_event_handler(Events.COMPLETED, lambda _: tb.close())
+    return tb
+
+
+def bird_eye_profile_image(model: BTSModel, batch: Sample) -> Tensor:
+    """Bird's-eye occupancy profile (3, 256, 256) of the first scene, in the levelled frame of view 0."""
+    images, K_norm = batch.images[:1, :1], batch.K_norm[:1, :1]
+    eye = torch.eye(4, device=images.device).expand(1, 1, 4, 4)
+    scene = model.encode(images, K_norm, eye)
+
+    def density(points: Tensor) -> tuple[Tensor, Tensor]:  # (N, 3) -> sigma (N,), invalid (N,)
+        out = model.field.query(scene, points[None].to(images.device), model.density_head)
+        return out.sigma[0].float().cpu(), out.invalid[0, :, 0].cpu()
+
+    with torch.no_grad():
+        profile = render_profile(density, level_to_cam())  # (Z, X), 1 = free
+    return colorize(1.0 - profile, 0.0, 1.0)
+
+
+def attach_visualization(
+    evaluator: Engine, trainer: Engine, tb: TensorboardLogger, model: BTSModel, profile: bool
+) -> None:
+    """Images of the first validation sample: input, rendered depth (magma) and reconstruction stacked, and
+    optionally the bird's-eye occupancy profile."""
+
+    def log_images(engine: Engine) -> None:
+        out: EvalStepOutput = engine.state.output
+        step = trainer.state.iteration
+        image = (out.batch.images[0, 0].float() * 0.5 + 0.5).clamp(0, 1).cpu()  # (3, H, W)
+        depth = colorize_depth(out.render.depth[0], model.z_near, model.z_far)  # (3, H, W)
+        recon = out.render.rgb[0, 0].float().clamp(0, 1).cpu()  # (3, H, W), colours of the first render view
+        tb.writer.add_image("val/input_depth_reconstruction", torch.cat([image, depth, recon], dim=1), step)
+        if profile:
+            tb.writer.add_image("val/bird_eye_profile", bird_eye_profile_image(model, out.batch), step)
+
+    evaluator.add_event_handler(Events.ITERATION_COMPLETED(once=1), log_images)
+
+
+def attach_progress_bar(trainer: Engine) -> None:
+    """tqdm bar with the loss and iterations per second."""
+    ProgressBar(persist=True).attach(trainer, output_transform=lambda out: {"loss": out.loss})
+
+
+def attach_replica_check(trainer: Engine, model: nn.Module) -> None:
+    """At the end of a distributed run, verify that every process holds the same parameters."""
+
+    def check(engine: Engine) -> None:
+        with torch.no_grad():
+            params = [p.detach().double() for p in model.parameters()]
+            checksum = torch.stack([sum(p.sum() for p in params), sum((p * p).sum() for p in params)])
+        gathered = idist.all_gather(checksum.to(idist.device())).reshape(-1, 2)
+        if not torch.equal(gathered, gathered[:1].expand_as(gathered)):
+            raise RuntimeError(f"replicas diverged: parameter checksums per process {gathered.tolist()}")
+        log.info("parameters identical on all %d processes", idist.get_world_size())
+
+    trainer.add_event_handler(Events.COMPLETED, check)

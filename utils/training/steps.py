@@ -1,0 +1,99 @@
+"""The train step and the validation step; everything around them is a handler (utils/training/handlers.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import ignite.distributed as idist
+import torch
+from ignite.engine import Engine
+from torch import Tensor, nn
+
+from datasets.sample import Sample
+from models.bts import BTSModel, ViewRender
+from models.losses import LossConfig, reconstruction_loss
+from utils.metrics import depth_metrics, resize_to
+from utils.training.checkpoints import unwrap
+
+
+@dataclass
+class TrainStepOutput:
+    """Scalars of one iteration. ``finite`` is False when the loss was NaN/inf on any process (no update made)."""
+
+    loss: float
+    photometric: float
+    smoothness: float
+    finite: bool
+
+    def scalars(self) -> dict[str, float]:
+        return {"loss": self.loss, "photometric": self.photometric, "smoothness": self.smoothness}
+
+
+@dataclass
+class EvalStepOutput:
+    """Per-image depth metrics (name -> (B',), images without ground truth left out) and the rendering."""
+
+    metrics: dict[str, Tensor]
+    render: ViewRender
+    batch: Sample
+
+
+def autocast(device: torch.device, bf16: bool) -> torch.autocast:
+    """bf16 autocast on CUDA when asked; a disabled context otherwise (CPU always runs float32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
+
+
+def all_finite(loss: Tensor) -> bool:
+    """Whether the loss is finite on every process (so that all of them skip, or all of them step)."""
+    flag = torch.isfinite(loss.detach()).to(torch.float32)
+    return bool(idist.all_reduce(flag, op="MIN").item() > 0)
+
+
+def make_train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, loss_cfg: LossConfig, device: torch.device, bf16: bool
+) -> Callable[[Engine, Sample], TrainStepOutput]:
+    """One optimisation step: forward (autocast), loss in float32, backward, step.
+
+    A non-finite loss makes no update, so the weights (and the NaN checkpoint) stay those before this batch.
+    """
+
+    def train_step(engine: Engine, batch: Sample) -> TrainStepOutput:
+        model.train()
+        batch = batch.to(device, non_blocking=True)
+        with autocast(device, bf16):
+            out = model(batch)
+        terms = reconstruction_loss(out.render, out.target, loss_cfg)
+        finite = all_finite(terms.total)
+        if finite:
+            optimizer.zero_grad(set_to_none=True)
+            terms.total.backward()
+            optimizer.step()
+        return TrainStepOutput(
+            loss=terms.total.item(),
+            photometric=terms.photometric.item(),
+            smoothness=terms.smoothness.item(),
+            finite=finite,
+        )
+
+    return train_step
+
+
+def make_eval_step(model: nn.Module, device: torch.device, bf16: bool) -> Callable[[Engine, Sample], EvalStepOutput]:
+    """Full-image z-depth of view 0 against ``batch.depth`` (lidar, > 0 where measured)."""
+    bts: BTSModel = unwrap(model)
+
+    @torch.no_grad()
+    def eval_step(engine: Engine, batch: Sample) -> EvalStepOutput:
+        model.eval()
+        batch = batch.to(device, non_blocking=True)
+        if batch.depth is None:
+            raise ValueError("validation samples carry no depth ground truth; build the val dataset with return_depth")
+        with autocast(device, bf16):
+            render = bts.render_view(batch, view_id=0)
+        gt = batch.depth[:, 0].float()  # (B, H_gt, W_gt)
+        metrics = depth_metrics(resize_to(render.depth, tuple(gt.shape[-2:])), gt)
+        has_gt = (gt > 0).flatten(1).any(dim=1)  # (B,)
+        return EvalStepOutput(metrics={k: v[has_gt] for k, v in metrics.items()}, render=render, batch=batch)
+
+    return eval_step

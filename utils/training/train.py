@@ -1,0 +1,199 @@
+"""BTS training: ``train(cfg)`` launches ``training`` in one or more processes (ignite.distributed).
+
+Layout after the ignite code-generator: ``setup_data`` / ``setup_model`` / ``setup_optimization`` build the
+pieces from the config with ``hydra.utils.instantiate``; ``setup_trainer`` wires the train step and handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import ignite.distributed as idist
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from ignite.engine import Engine
+from ignite.handlers import TensorboardLogger
+from ignite.utils import manual_seed
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from utils.training import handlers
+from utils.training.checkpoints import (
+    CheckpointWriter,
+    find_resume_checkpoint,
+    init_weights,
+    restore_training_state,
+    training_state,
+    unwrap,
+)
+from utils.training.data import setup_data
+from utils.training.steps import make_eval_step, make_train_step
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingResult:
+    """What one process ends with (returned by :func:`training`; :func:`train` returns nothing)."""
+
+    model: nn.Module  # unwrapped (no DDP)
+    iteration: int
+    val_metrics: dict[str, float]
+    output_dir: Path
+
+
+def select_device(name: str) -> torch.device:
+    """``auto``: the process's accelerator (cuda:<local rank>) if there is one, else the CPU."""
+    if name == "auto":
+        return idist.device()
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"trainer.device={name} but CUDA is not available; use auto or cpu")
+    if idist.get_world_size() > 1 and device.type != idist.device().type:
+        raise ValueError(f"trainer.device={name} conflicts with the distributed device {idist.device()}; use auto")
+    return device
+
+
+def setup_model(cfg: DictConfig, device: torch.device) -> nn.Module:
+    """The model from ``cfg.model``, optionally initialised from ``init_from``, on ``device`` (DDP if distributed)."""
+    model = instantiate(cfg.model)
+    if cfg.trainer.init_from is not None:
+        init_weights(model, cfg.trainer.init_from)
+    if idist.get_world_size() > 1:
+        # The scale-1..3 output convolutions exist only so that official checkpoints load; they get no gradient.
+        return idist.auto_model(model, find_unused_parameters=True)
+    # One process: no DataParallel (auto_model would add it on multi-GPU machines); use nproc_per_node instead.
+    return model.to(device)
+
+
+def setup_optimization(
+    trainer_cfg: DictConfig, model: nn.Module
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """Optimizer and (per-iteration) scheduler from their ``_partial_`` configs."""
+    optimizer = idist.auto_optim(instantiate(trainer_cfg.optimizer)(params=model.parameters()))
+    lr_scheduler = instantiate(trainer_cfg.lr_scheduler)(optimizer=optimizer)
+    return optimizer, lr_scheduler
+
+
+def setup_trainer(
+    cfg: DictConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler,
+    val_loader,
+    device: torch.device,
+    output_dir: Path,
+) -> tuple[Engine, Engine, TensorboardLogger | None]:
+    """Trainer and evaluator engines with every handler; TensorBoard, checkpoints and the bar on rank 0 only."""
+    tcfg = cfg.trainer
+    trainer = Engine(make_train_step(model, optimizer, instantiate(cfg.loss), device, tcfg.bf16))
+    evaluator = Engine(make_eval_step(model, device, tcfg.bf16))
+    handlers.attach_depth_metrics(evaluator)
+
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+
+    def state_fn() -> dict:
+        return training_state(model, optimizer, lr_scheduler, trainer, config_yaml)
+
+    rank0 = idist.get_rank() == 0
+    writer = CheckpointWriter(output_dir, tcfg.n_saved, tcfg.n_saved_best) if rank0 else None
+    handlers.attach_nan_guard(trainer, writer, state_fn)
+    handlers.attach_lr_scheduler(trainer, lr_scheduler)
+    if writer is not None:
+        handlers.attach_checkpointing(trainer, writer, state_fn, tcfg.checkpoint_every)
+        handlers.attach_best_checkpoint(evaluator, trainer, writer, state_fn)
+    handlers.attach_validation(trainer, evaluator, val_loader, tcfg.validate_every)
+    tb = None
+    if rank0:
+        tb = handlers.attach_tensorboard(trainer, evaluator, optimizer, str(output_dir), tcfg.log_every, config_yaml)
+        handlers.attach_visualization(evaluator, trainer, tb, unwrap(model), tcfg.visualize_profile)
+        handlers.attach_progress_bar(trainer)
+    if idist.get_world_size() > 1:
+        handlers.attach_replica_check(trainer, model)
+    return trainer, evaluator, tb
+
+
+def run_trainer(trainer: Engine, train_loader, num_epochs: int, max_iters: int | None) -> None:
+    """Run (or continue, after a resume) until ``max_iters`` iterations if set, else ``num_epochs`` epochs."""
+    target = max_iters if max_iters is not None else num_epochs * len(train_loader)
+    if trainer.state.iteration >= target:
+        log.info("nothing to do: iteration %d already reaches the target %d", trainer.state.iteration, target)
+        return
+    resumed = trainer.state.iteration > 0
+    if max_iters is not None:
+        if resumed:  # switch a resumed state to this run's limit (ignite keeps one of max_epochs / max_iters)
+            trainer.state.max_epochs, trainer.state.max_iters = None, max_iters
+        trainer.run(train_loader, max_iters=max_iters)
+    else:
+        if resumed:
+            trainer.state.max_iters, trainer.state.max_epochs = None, num_epochs
+        trainer.run(train_loader, max_epochs=num_epochs)
+
+
+def training(local_rank: int, cfg: DictConfig, output_dir: str | Path) -> TrainingResult:
+    """The whole run in one process (``local_rank`` is given by ignite's launcher)."""
+    if not logging.getLogger().handlers:  # spawned workers inherit no logging configuration
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    tcfg = cfg.trainer
+    if tcfg.resume_from is not None and tcfg.init_from is not None:
+        raise ValueError("set either trainer.resume_from (everything) or trainer.init_from (weights only), not both")
+    rank = idist.get_rank()
+    manual_seed(tcfg.seed + rank)
+    output_dir = Path(output_dir)
+    device = select_device(tcfg.device)
+    log.info("process %d/%d on %s, output %s", rank, idist.get_world_size(), device, output_dir)
+
+    train_loader, val_loader = setup_data(cfg.data, tcfg)
+    model = setup_model(cfg, device)
+    optimizer, lr_scheduler = setup_optimization(tcfg, model)
+    trainer, evaluator, tb = setup_trainer(cfg, model, optimizer, lr_scheduler, val_loader, device, output_dir)
+    if tcfg.resume_from is not None:
+        path, checkpoint = find_resume_checkpoint(tcfg.resume_from)
+        restore_training_state(checkpoint, model, optimizer, lr_scheduler, trainer)
+        log.info("resumed from %s at iteration %d", path, trainer.state.iteration)
+    try:
+        run_trainer(trainer, train_loader, tcfg.num_epochs, tcfg.max_iters)
+    finally:
+        if tb is not None:
+            tb.close()
+    metrics = {k: float(v) for k, v in evaluator.state.metrics.items()}
+    return TrainingResult(
+        model=unwrap(model),
+        iteration=trainer.state.iteration,
+        val_metrics=metrics,
+        output_dir=output_dir,
+    )
+
+
+def resolve_backend(trainer_cfg: DictConfig) -> str | None:
+    """The configured backend, or nccl/gloo (GPU/CPU) when several processes are asked for or torchrun set them."""
+    if trainer_cfg.backend is not None:
+        return trainer_cfg.backend
+    spawned = trainer_cfg.nproc_per_node is not None and trainer_cfg.nproc_per_node > 1
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # torchrun
+    if spawned or launched:
+        return "nccl" if torch.cuda.is_available() else "gloo"
+    return None
+
+
+def resolve_output_dir(trainer_cfg: DictConfig) -> Path:
+    """``trainer.output_dir``, or Hydra's run directory when it is null."""
+    if trainer_cfg.output_dir is not None:
+        return Path(trainer_cfg.output_dir)
+    if not HydraConfig.initialized():
+        raise ValueError("trainer.output_dir is null and there is no Hydra run directory; set trainer.output_dir")
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def train(cfg: DictConfig) -> None:
+    """Train in the configured number of processes; see ``configs/trainer/default.yaml``."""
+    output_dir = resolve_output_dir(cfg.trainer)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    backend = resolve_backend(cfg.trainer)
+    nproc = cfg.trainer.nproc_per_node if backend is not None else None
+    with idist.Parallel(backend=backend, nproc_per_node=nproc) as parallel:
+        parallel.run(training, cfg, output_dir)
