@@ -1,0 +1,51 @@
+"""Every eval config composes; evaluation without a checkpoint is an error unless asked for."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from utils.evaluation.run import evaluate
+from utils.model_loading import MissingCheckpointError
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+EVAL_CONFIGS = [
+    "eval_lidar_occ",
+    "eval_lidar_occ_mvbts",
+    "eval_lidar_occ_bts",
+    "eval_depth",
+    "eval_synthetic_occ",
+    "eval_synthetic_depth",
+]
+SMALL_MODEL = ["model.field.encoder.resnet_layers=18", "model.field.encoder.pretrained=false"]
+
+
+def compose_eval(name, overrides=()):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
+        return compose(config_name=name, overrides=list(overrides))
+
+
+@pytest.mark.parametrize("name", EVAL_CONFIGS)
+def test_eval_config_composes_and_builds_the_model(name):
+    cfg = compose_eval(name, SMALL_MODEL)
+    assert cfg.checkpoint is None and cfg.allow_random_weights is False
+    assert cfg.eval.protocol in ("lidar_occupancy", "depth")
+    model = instantiate(cfg.model)
+    assert cfg.eval_head in model.field.heads
+    assert max(cfg.encoder_views) == 0
+
+
+def test_official_test_splits_and_heads():
+    kdbts = compose_eval("eval_lidar_occ")
+    assert kdbts.eval_head == "single_view" and "multi_view" in kdbts.model.field.heads  # the KDBTS student
+    assert kdbts.eval.dataset.split_path.endswith("seg/test_files.txt")
+    assert compose_eval("eval_lidar_occ_mvbts").eval_head == "multi_view"
+    assert compose_eval("eval_depth").eval.dataset.split_path.endswith("eigen_zhou/test_files.txt")
+    assert compose_eval("eval_depth").eval.scaling is None
+
+
+def test_eval_without_checkpoint_is_an_error(tmp_path):
+    cfg = compose_eval("eval_lidar_occ_bts", SMALL_MODEL)
+    with pytest.raises(MissingCheckpointError, match="allow_random_weights"):
+        evaluate(cfg, tmp_path)

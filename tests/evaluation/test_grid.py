@@ -1,0 +1,48 @@
+"""The levelled frame's direction, the query grid and the bird's-eye profile."""
+
+import math
+
+import pytest
+import torch
+
+from utils.occupancy.grid import bird_eye_profile, cam_to_level, level_to_cam, query_grid, transform, volume_grid
+
+
+def test_camera_pitched_down_looks_down_in_the_levelled_frame():
+    # The optical axis of a camera inclined 5 degrees down points below the horizon: +y (down), +z.
+    axis = transform(cam_to_level(), torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64))[0]
+    assert axis.tolist() == pytest.approx([0.0, math.sin(math.radians(5)), math.cos(math.radians(5))], abs=1e-6)
+
+
+def test_horizon_is_above_the_image_centre_and_road_is_level():
+    # A far point at camera height in the levelled frame appears above the optical axis (y < 0 in cam0).
+    far = transform(level_to_cam(), torch.tensor([[0.0, 0.0, 1000.0]], dtype=torch.float64))[0]
+    assert far[1] < -80.0
+    # A road 1.6 m below the camera, seen by the inclined camera, has constant levelled y = 1.6.
+    s, c = math.sin(math.radians(5)), math.cos(math.radians(5))
+    road_level = torch.tensor([[x, 1.6, z] for x in (-3.0, 0.0, 5.0) for z in (4.0, 12.0, 30.0)], dtype=torch.float64)
+    # camera -> road rotation built from the geometry: columns = camera x, y, z axes in the road frame
+    cam_to_road = torch.tensor([[1.0, 0.0, 0.0], [0.0, c, s], [0.0, -s, c]], dtype=torch.float64)
+    road_cam = road_level @ cam_to_road  # (R^T p) as rows
+    back = transform(cam_to_level(), road_cam)
+    assert back[:, 1].tolist() == pytest.approx([1.6] * 9, abs=1e-5)  # 7-digit official constants
+    assert torch.allclose(cam_to_level() @ level_to_cam(), torch.eye(4, dtype=torch.float64))
+
+
+def test_query_grid_shape_and_values():
+    q = query_grid()
+    assert q.shape == (12800, 3)
+    assert q[0].tolist() == pytest.approx([-4.0, 0.375, 20.0])
+    assert q[1].tolist() == pytest.approx([-4.0 + 8 / 79, 0.375, 20.0])  # x runs fastest
+    assert q[80].tolist() == pytest.approx([-4.0, 0.375, 20.0 - 16 / 159])  # then z, far to near
+    assert q[-1].tolist() == pytest.approx([4.0, 0.375, 4.0])
+    assert torch.all(q[:, 1] == 0.375)
+    assert volume_grid(3).shape == (3 * 12800, 3)
+
+
+def test_bird_eye_profile():
+    # one column (Z = X = 1) of 4 slices; invalid slices count as sigma 1
+    sigma = torch.tensor([3.0, 4.0, 2.0, 0.0]).view(4, 1, 1)
+    invalid = torch.tensor([False, False, False, True]).view(4, 1, 1)
+    # cumulative sums 3, 7, 9, 10 -> two of four slices <= 8
+    assert bird_eye_profile(sigma, invalid).item() == 0.5

@@ -1,0 +1,32 @@
+"""One loading path: our checkpoints rebuild the model from their stored run config."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from models.checkpoint import CheckpointError
+from utils.model_loading import MissingCheckpointError, load_model
+
+from .test_configs import SMALL_MODEL, compose_eval
+
+
+def test_our_checkpoint_rebuilds_the_stored_model(tmp_path):
+    run_cfg = compose_eval("eval_lidar_occ_bts", [*SMALL_MODEL, "model.field.heads.single_view.d_hidden=32"])
+    trained, _ = load_model(run_cfg.model, None, allow_random_weights=True, use_checkpoint_config=False)
+    path = tmp_path / "ckpt.pt"
+    torch.save({"model": trained.state_dict(), "config": OmegaConf.to_yaml(run_cfg)}, path)
+
+    eval_cfg = compose_eval("eval_lidar_occ_bts", SMALL_MODEL)  # d_hidden 64 in the eval config
+    model, used = load_model(eval_cfg.model, path, allow_random_weights=False, use_checkpoint_config=True)
+    assert used.field.heads.single_view.d_hidden == 32
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values(), strict=True)
+    )
+    with pytest.raises(CheckpointError):  # the eval config's own model does not fit: strict, never silent
+        load_model(eval_cfg.model, path, allow_random_weights=False, use_checkpoint_config=False)
+
+
+def test_no_checkpoint_needs_the_explicit_flag():
+    cfg = compose_eval("eval_lidar_occ_bts", SMALL_MODEL)
+    with pytest.raises(MissingCheckpointError):
+        load_model(cfg.model, None, allow_random_weights=False, use_checkpoint_config=True)

@@ -1,0 +1,1 @@
+"""Evaluation: the official lidar-occupancy and depth protocols, baselines and exact synthetic benchmarks."""

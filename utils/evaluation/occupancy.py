@@ -1,0 +1,140 @@
+"""The KITTI-360 lidar occupancy protocol for one frame (REFERENCE 7.1), with baselines and exact references.
+
+Benchmarks written per frame (``<benchmark>/<method>/<metric>``):
+
+* ``lidar``: against the official lidar reference; methods ``model`` and the baselines ``depth``
+  (occupied behind the model's depth), ``depth_4m`` (only up to 4 m behind), ``oracle`` (synthetic world).
+* ``analytic`` (synthetic world): against the exact occupancy and visibility on the same grid; also scores
+  the lidar reference itself (``lidar_reference``), showing what the lidar protocol costs a perfect model.
+* ``analytic_volume`` (synthetic world): the model against the truth on ``volume_y_res`` slices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from datasets.sample import Sample
+from utils.evaluation.common import encode_views, query_density, render_depth
+from utils.metrics import occupancy_metrics
+from utils.occupancy.cache import ReferenceCache
+from utils.occupancy.grid import X_RES, Z_RES, cam_to_level, level_to_cam, query_grid, transform, volume_grid
+from utils.occupancy.lidar import LidarReference, lidar_reference
+from utils.occupancy.protocol import (
+    DEPTH_PLUS,
+    analytic_visible,
+    depth_baseline,
+    reference_occupancy,
+    visible_from_depth,
+)
+
+
+@dataclass
+class FrameMaps:
+    """Bird's-eye maps (Z, X) of one frame, kept for pictures of the worst frames."""
+
+    name: str
+    score: float
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def window_reference(dataset, sequence: str, frame_id: int, num_scans: int, points_level: Tensor) -> LidarReference:
+    """The lidar reference of a frame from its ``num_scans`` scans.
+
+    Our loader clamps the window at the sequence end (repeating the last scan); the official code truncates
+    it instead, so repeated frames are dropped here and the vote is taken over the scans that exist.
+    """
+    window = dataset.load_lidar_window(sequence, frame_id, num_scans)
+    keep = [i for i, f in enumerate(window.frame_ids) if f not in window.frame_ids[:i]]
+    velo_to_level = cam_to_level() @ torch.from_numpy(window.velo_to_cam0[keep])
+    scans = [torch.from_numpy(np.asarray(window.scans[i], dtype=np.float64)) for i in keep]
+    return lidar_reference(points_level.to(torch.float64), scans, velo_to_level)
+
+
+class OccupancyEvaluator:
+    """Scores one frame at a time; holds the protocol settings, the cache and (optionally) the synthetic world."""
+
+    def __init__(self, cfg, dataset, cache: ReferenceCache, synthetic=None):
+        self.cfg = cfg
+        self.dataset = dataset
+        self.cache = cache
+        self.synthetic = synthetic
+        self.points_level = query_grid()  # (P, 3)
+        self.level_to_cam = level_to_cam()
+        self.points_cam = transform(self.level_to_cam, self.points_level)  # view 0 frame = "world" of the model
+
+    @torch.no_grad()
+    def frame(self, model: nn.Module, batch: Sample, head: str, encoder_views: list[int]) -> tuple[dict, FrameMaps]:
+        """Metrics of one frame (batch of one sample) and its bird's-eye maps."""
+        cfg, device = self.cfg, batch.images.device
+        sequence, frame_id = batch.sequence[0], batch.frame_id[0]
+        scene = encode_views(model, batch, encoder_views)
+        depth = render_depth(model, batch, scene, head, cfg.ray_chunk_size)[0].cpu()  # (H, W)
+        sigma, _ = query_density(model, scene, head, self.points_cam.to(device), cfg.query_chunk_size)
+        pred = sigma.cpu() > cfg.occupancy_threshold
+
+        K_norm = batch.K_norm[0, 0].cpu()
+        visible_pred = visible_from_depth(self.points_level, self.level_to_cam, K_norm, depth)
+        ref = self.cache.get(
+            sequence,
+            frame_id,
+            lambda: window_reference(self.dataset, sequence, frame_id, cfg.num_scans, self.points_level),
+        )
+        gt, visible = reference_occupancy(ref.occupied, ref.visible, visible_pred)
+
+        predictions = {"model": pred}
+        if "depth" in cfg.baselines:
+            predictions["depth"] = depth_baseline(self.points_level, self.level_to_cam, K_norm, depth)
+        if "depth_4m" in cfg.baselines:
+            predictions["depth_4m"] = depth_baseline(self.points_level, self.level_to_cam, K_norm, depth, DEPTH_PLUS)
+        row: dict[str, float] = {"lidar/num_scans": float(ref.num_scans)}
+        truth = None
+        if self.synthetic is not None:
+            truth = self._analytic(sequence, frame_id, self.points_level)
+            if "oracle" in cfg.baselines:
+                predictions["oracle"] = truth[0]
+        for method, p in predictions.items():
+            row.update(_prefixed(f"lidar/{method}", occupancy_metrics(p, gt, visible)))
+        if truth is not None:
+            row.update(self._analytic_rows(predictions, gt, truth, model, scene, head, sequence, frame_id))
+
+        maps = {"prediction": pred, "reference": gt, "visible": visible}
+        frame_maps = FrameMaps(
+            name=f"{sequence}_{frame_id:010d}",
+            score=row["lidar/model/o_acc"],
+            maps={k: v.reshape(Z_RES, X_RES).numpy() for k, v in maps.items()},
+        )
+        return row, frame_maps
+
+    def _level_to_world(self, sequence: str, frame_id: int) -> Tensor:
+        """(4, 4) levelled frame -> synthetic world (through the dataset's cam0 pose)."""
+        return self.dataset.cam_to_world(sequence, frame_id, "00") @ self.level_to_cam
+
+    def _analytic(self, sequence: str, frame_id: int, points_level: Tensor) -> tuple[Tensor, Tensor]:
+        """Exact (occupied, visible) of levelled points in the synthetic world."""
+        T = self._level_to_world(sequence, frame_id)
+        points_world = transform(T, points_level.to(torch.float64))
+        world = self.synthetic.world
+        return world.occupied(points_world), analytic_visible(world, points_world, T[:3, 3])
+
+    def _analytic_rows(self, predictions, lidar_gt, truth, model, scene, head, sequence, frame_id) -> dict:
+        occupied, visible = truth
+        gt = occupied & ~visible
+        row = {}
+        for method, p in {**predictions, "lidar_reference": lidar_gt}.items():
+            row.update(_prefixed(f"analytic/{method}", occupancy_metrics(p, gt, visible)))
+        if self.cfg.volume_y_res > 0:
+            points_level = volume_grid(self.cfg.volume_y_res)
+            occ, vis = self._analytic(sequence, frame_id, points_level)
+            points_cam = transform(self.level_to_cam, points_level).to(scene.features.device)
+            sigma, _ = query_density(model, scene, head, points_cam, self.cfg.query_chunk_size)
+            pred = sigma.cpu() > self.cfg.occupancy_threshold
+            row.update(_prefixed("analytic_volume/model", occupancy_metrics(pred, occ & ~vis, vis)))
+        return row
+
+
+def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}/{k}": v for k, v in metrics.items()}

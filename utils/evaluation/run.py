@@ -1,0 +1,98 @@
+"""``evaluate(cfg)``: load the model, run a protocol over the test frames, write the results.
+
+The protocol is chosen by ``cfg.eval.protocol`` (``lidar_occupancy`` or ``depth``); ``cfg.eval_head`` names
+the density head that is evaluated and ``cfg.encoder_views`` the views fed to the encoder (decision 3).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from datasets.sample import collate
+from datasets.synthetic.generate import SyntheticRoot
+from utils.evaluation.common import choose_device
+from utils.evaluation.depth import DepthEvaluator
+from utils.evaluation.occupancy import OccupancyEvaluator
+from utils.evaluation.report import format_table, git_commit, save_maps, write_csv, write_json
+from utils.metrics import FrameAverage
+from utils.model_loading import load_model
+from utils.occupancy.cache import ReferenceCache
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("lidar_occupancy", "depth")
+
+
+def make_evaluator(cfg: DictConfig, dataset):
+    """The per-frame evaluator of ``cfg.eval.protocol``."""
+    ev = cfg.eval
+    synthetic = SyntheticRoot.load(Path(ev.synthetic_root)) if ev.analytic else None
+    if ev.protocol == "lidar_occupancy":
+        params = {k: ev[k] for k in ("num_scans",)} | {"data_path": str(Path(ev.dataset.data_path).resolve())}
+        cache = ReferenceCache(ev.cache_dir, ev.cache_name, params)
+        return OccupancyEvaluator(ev, dataset, cache, synthetic)
+    if ev.protocol == "depth":
+        return DepthEvaluator(ev, synthetic)
+    raise ValueError(f"eval.protocol must be one of {PROTOCOLS}, got {ev.protocol!r}")
+
+
+def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, float]:
+    """Run the evaluation described by ``cfg``; returns the frame-averaged metrics."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    device = choose_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model, model_cfg = load_model(cfg.model, cfg.checkpoint, cfg.allow_random_weights, cfg.use_checkpoint_config)
+    model.to(device).eval()
+    if cfg.eval_head not in model.field.heads:
+        raise ValueError(f"eval_head {cfg.eval_head!r} is not one of the model's heads {list(model.field.heads)}")
+
+    dataset = instantiate(cfg.eval.dataset)
+    if cfg.eval.max_frames is not None:
+        dataset_view = Subset(dataset, range(min(cfg.eval.max_frames, len(dataset))))
+    else:
+        dataset_view = dataset
+    loader = DataLoader(dataset_view, batch_size=1, shuffle=False, num_workers=cfg.num_workers, collate_fn=collate)
+    evaluator = make_evaluator(cfg, dataset)
+    log.info("evaluating %s head %r on %d frames (%s)", cfg.eval.protocol, cfg.eval_head, len(dataset_view), device)
+
+    average, rows, worst = FrameAverage(), [], []
+    for batch in tqdm(loader, desc=cfg.eval.protocol, unit="frame"):
+        row, maps = evaluator.frame(model, batch.to(device), cfg.eval_head, list(cfg.encoder_views))
+        average.update(row)
+        rows.append({"sequence": batch.sequence[0], "frame_id": batch.frame_id[0], **row})
+        if maps is not None and cfg.eval.save_worst > 0:
+            worst = sorted([*worst, maps], key=lambda m: m.score)[: cfg.eval.save_worst]
+    summary = average.compute()
+
+    for item in worst:
+        save_maps(output_dir / "worst_frames", f"{item.name}_oacc{item.score:.3f}", item.maps)
+    write_csv(output_dir / "per_frame.csv", rows)
+    write_json(
+        output_dir / "metrics.json",
+        {
+            "summary": summary,
+            "frames": average.counts(),
+            "checkpoint": None if cfg.checkpoint is None else str(cfg.checkpoint),
+            "random_weights": cfg.checkpoint is None,
+            "git_commit": git_commit(),
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "model_config": OmegaConf.to_container(model_cfg, resolve=True),
+            "cache": _cache_stats(evaluator),
+        },
+    )
+    print(format_table(summary, average.counts()))
+    print(f"results: {output_dir}")
+    return summary
+
+
+def _cache_stats(evaluator) -> dict | None:
+    cache = getattr(evaluator, "cache", None)
+    return None if cache is None else {"hits": cache.hits, "misses": cache.misses, "key": cache.key}

@@ -1,0 +1,121 @@
+"""The levelled cam0 frame and the query grids of the occupancy protocol (REFERENCE 7.1).
+
+The KITTI-360 perspective cameras look about 5 degrees down. The protocol works in the *levelled*
+frame: cam0 of the input frame rotated about its x axis so that the x-z plane is parallel to the road
+and y points down (y = 0 at the camera height, y > 0 below it).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# Official constants of the 5-degree inclination (cos, sin of 5 degrees to 7 digits).
+INCLINATION_COS = 0.9961947
+INCLINATION_SIN = 0.0871557
+
+# Official query grid ("old" get_pts branch): 0.1 m spacing, 4-20 m ahead, one slice at y = 0.375.
+X_RANGE = (-4.0, 4.0)
+Z_RANGE = (20.0, 4.0)
+Y_RANGE = (0.0, 0.75)
+X_RES, Z_RES = 80, 160
+
+# Bird's-eye profile grid (official render_profile).
+PROFILE_X_RANGE = (-9.0, 9.0)
+PROFILE_Z_RANGE = (21.0, 3.0)
+PROFILE_RES = (256, 256, 64)  # x, z, y
+PROFILE_SIGMA_SUM = 8.0
+
+
+def cam_to_level(dtype=torch.float64) -> Tensor:
+    """(4, 4) transform from cam0 to the levelled frame: ``p_level = T @ p_cam``.
+
+    A camera pitched down by 5 degrees has its optical axis at ``(0, sin 5, cos 5)`` in the levelled
+    frame (y down), which is the third column of this rotation.
+    """
+    c, s = INCLINATION_COS, INCLINATION_SIN
+    T = torch.eye(4, dtype=dtype)
+    T[1, 1], T[1, 2], T[2, 1], T[2, 2] = c, s, -s, c
+    return T
+
+
+def level_to_cam(dtype=torch.float64) -> Tensor:
+    """(4, 4) inverse of :func:`cam_to_level` (a pure rotation, so the transpose)."""
+    return cam_to_level(dtype).transpose(0, 1).contiguous()
+
+
+def slice_grid(
+    x_range: tuple[float, float],
+    z_range: tuple[float, float],
+    ys: Tensor,
+    x_res: int,
+    z_res: int,
+    dtype=torch.float32,
+) -> Tensor:
+    """Points (Y, Z, X, 3) of a regular grid: ``x = linspace(x_range)``, ``z = linspace(z_range)``, y from ``ys``."""
+    x = torch.linspace(x_range[0], x_range[1], x_res, dtype=dtype)
+    z = torch.linspace(z_range[0], z_range[1], z_res, dtype=dtype)
+    Y, Z, X = len(ys), z_res, x_res
+    return torch.stack(
+        [
+            x.view(1, 1, X).expand(Y, Z, X),
+            ys.to(dtype).view(Y, 1, 1).expand(Y, Z, X),
+            z.view(1, Z, 1).expand(Y, Z, X),
+        ],
+        dim=-1,
+    )
+
+
+def query_grid(dtype=torch.float32) -> Tensor:
+    """The 12,800 query points of the protocol in the levelled frame, (Z * X, 3), x fastest then z.
+
+    ``x = linspace(-4, 4, 80)``, ``z = linspace(20, 4, 160)`` (far to near), one slice at
+    ``y = 0.375``, the midpoint of the height band [0, 0.75].
+    """
+    y = torch.tensor([0.5 * Y_RANGE[0] + 0.5 * Y_RANGE[1]])
+    return slice_grid(X_RANGE, Z_RANGE, y, X_RES, Z_RES, dtype).reshape(-1, 3)
+
+
+def volume_grid(y_res: int, dtype=torch.float32) -> Tensor:
+    """The query grid extended to ``y_res`` slices of ``linspace(0, 0.75)``: (Y * Z * X, 3) (analytic benchmark)."""
+    ys = torch.linspace(Y_RANGE[0], Y_RANGE[1], y_res)
+    return slice_grid(X_RANGE, Z_RANGE, ys, X_RES, Z_RES, dtype).reshape(-1, 3)
+
+
+def profile_grid(dtype=torch.float32) -> Tensor:
+    """Bird's-eye profile points in the levelled frame, (64, 256, 256, 3) as (y, z, x)."""
+    x_res, z_res, y_res = PROFILE_RES
+    ys = torch.linspace(Y_RANGE[0], Y_RANGE[1], y_res)
+    return slice_grid(PROFILE_X_RANGE, PROFILE_Z_RANGE, ys, x_res, z_res, dtype)
+
+
+def bird_eye_profile(sigma: Tensor, invalid: Tensor, sigma_sum: float = PROFILE_SIGMA_SUM) -> Tensor:
+    """Profile image (Z, X) from densities and invalid flags on a (Y, Z, X) grid (see :func:`profile_grid`).
+
+    As officially: sigma is forced to 1 where invalid, summed cumulatively from the top slice (y = 0)
+    down, and the profile is the fraction of slices whose cumulative sum is still <= ``sigma_sum``.
+    """
+    sigma = torch.where(invalid, torch.ones_like(sigma), sigma)
+    return (torch.cumsum(sigma, dim=0) <= sigma_sum).to(sigma.dtype).mean(dim=0)
+
+
+def render_profile(density_fn, level_to_world: Tensor, chunk: int = 65536) -> Tensor:
+    """Bird's-eye profile (256, 256) of a density callable ``points_world (N, 3) -> (sigma (N,), invalid (N,))``.
+
+    ``level_to_world`` (4, 4) places the levelled frame in the world.
+    """
+    grid = profile_grid()
+    shape = grid.shape[:3]
+    points = transform(level_to_world, grid.reshape(-1, 3))
+    sigmas, invalids = [], []
+    for i in range(0, len(points), chunk):
+        s, inv = density_fn(points[i : i + chunk])
+        sigmas.append(s)
+        invalids.append(inv)
+    return bird_eye_profile(torch.cat(sigmas).reshape(shape), torch.cat(invalids).reshape(shape))
+
+
+def transform(T: Tensor, points: Tensor) -> Tensor:
+    """Apply a (4, 4) transform to points (N, 3); computed in float64, returned in the points' dtype."""
+    T = T.to(torch.float64)
+    return (points.to(torch.float64) @ T[:3, :3].T + T[:3, 3]).to(points.dtype)
