@@ -42,9 +42,7 @@ class ColorJitterParams:
         def uniform(bounds):
             return float(torch.empty(1).uniform_(bounds[0], bounds[1], generator=generator))
 
-        return cls(
-            tuple(order.tolist()), uniform(brightness), uniform(contrast), uniform(saturation), uniform(hue)
-        )
+        return cls(tuple(order.tolist()), uniform(brightness), uniform(contrast), uniform(saturation), uniform(hue))
 
     def apply(self, colors: Tensor) -> Tensor:
         """Jitter colours in [0, 1], shape (..., 3, H, W), in the drawn order."""
