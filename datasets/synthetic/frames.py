@@ -20,7 +20,7 @@ from utils.fisheye import MeiCamera
 if TYPE_CHECKING:
     from datasets.synthetic.generate import SyntheticRoot
 
-CAMERA_RANGE = 150.0  # metres; primitives beyond are culled (sky behind them)
+CAMERA_RANGE = 150.0
 LIDAR_RANGE = 120.0
 
 

@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -145,7 +146,10 @@ _WORKER: FrameRenderer | None = None  # one renderer per pool process (rays are 
 
 def _init_worker(root: Path) -> None:
     global _WORKER
+    # One thread per process: the pool already fills the cores, extra OpenCV/torch threads only contend.
     torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+    cv2.setNumThreads(1)
     _WORKER = FrameRenderer(SyntheticRoot.load(root))
 
 
