@@ -165,7 +165,7 @@ def shade(world: SyntheticWorld, result: TraceResult) -> Tensor:
     hit = torch.nonzero(ids >= 0).squeeze(1)
     miss = torch.nonzero(ids < 0).squeeze(1)
     colours[miss] = sky_colour(dirs[:, miss].T)
-    points = (result.origin[:, None] + dirs[:, hit] * distance[hit]).T
+    points = (result.origin[:, None] + dirs[:, hit] * distance[hit]).T.contiguous()  # (N, 3): rows gather fast
     hit_ids = ids[hit]
     normals = world.normals(points, hit_ids)
     colours[hit] = surface_colour(
