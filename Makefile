@@ -35,7 +35,7 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix .
 
 demo: $(STAMP)
-	$(PY) -m scripts.demo --root $(DEMO_ROOT)
+	$(PY) -m scripts.demo --out $(DEMO_ROOT)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,4 +1,13 @@
-"""The BTS training model: a density field plus the choices that turn a batch into rendered patches (REFERENCE 2.6).
+"""The training model of BTS, MVBTS and KDBTS: a density field plus the choices that turn a batch into rendered
+patches (REFERENCE 2.6, 3.4, 4).
+
+One class serves all three; they differ only in configuration:
+
+* BTS: one ``single_view`` head, ``encoding_style="mono"`` (view 0 is the only encoder view).
+* MVBTS: the ``multi_view`` fusion head renders; ``encoding_style`` / ``num_multiviews`` pick the encoder views.
+* KDBTS: both heads; ``density_head`` (default the teacher) renders for the photometric loss, the student learns
+  from the KD loss on the same ray samples (``models.losses.training_loss``); ``eval_head`` (the student) is what
+  validation renders. ``frozen_heads`` freezes the teacher when the recipe asks for it (KITTI-Raw).
 
 ``BTSModel(batch)`` is the training forward pass and returns a typed :class:`BTSOutput`; the loss is computed by
 the caller (the train step), and nothing is stored on the module between calls. :meth:`BTSModel.render_view`
@@ -19,7 +28,7 @@ from torch import Tensor, nn
 from datasets.sample import Sample
 from models.density_field import DensityField, EncodedScene
 from models.encoder import draw_flip
-from models.frame_roles import FrameRoles, FrameSampleMode, choose_frame_roles
+from models.frame_roles import EncodingStyle, FrameRoles, FrameSampleMode, choose_encoder_ids, choose_frame_roles
 from models.rays import ImageRaySampler, PatchRaySampler, RayBundle, distance_to_z
 from models.rendering import RenderOutput, RenderViews, render_rays, render_rays_chunked
 from utils.geometry import invert_rigid
@@ -59,7 +68,13 @@ def _geometry_precision(device: torch.device) -> torch.autocast:
 
 
 class BTSModel(nn.Module):
-    """Density field + frame roles + patch ray sampling + volume rendering, for one density head."""
+    """Density field + frame roles + patch ray sampling + volume rendering.
+
+    ``density_head`` renders in training, ``eval_head`` (default: the same) in :meth:`render_view`; both must
+    name heads of ``field``. ``encoding_style`` and ``num_multiviews`` choose the training encoder views
+    (:func:`models.frame_roles.choose_encoder_ids`); ``eval_encoder_ids`` are the views :meth:`render_view`
+    encodes. ``frozen_heads``: heads whose parameters get no gradient.
+    """
 
     def __init__(
         self,
@@ -73,12 +88,30 @@ class BTSModel(nn.Module):
         density_head: str = "single_view",
         flip_p: float = 0.5,
         eval_ray_chunk_size: int = 4096,
+        eval_head: str | None = None,
+        encoding_style: EncodingStyle = "mono",
+        num_multiviews: int = 1,
+        eval_encoder_ids: tuple[int, ...] | list[int] = (0,),
+        frozen_heads: tuple[str, ...] | list[str] = (),
     ) -> None:
         super().__init__()
         if ray_batch_size % (patch_size * patch_size) != 0:
             raise ValueError(f"ray_batch_size {ray_batch_size} is not a multiple of patch_size^2 = {patch_size**2}")
-        if density_head not in field.heads:
-            raise ValueError(f"density_head {density_head!r} is not one of the field's heads {list(field.heads)}")
+        eval_head = density_head if eval_head is None else eval_head
+        for key, name in (("density_head", density_head), ("eval_head", eval_head)):
+            if name not in field.heads:
+                raise ValueError(f"{key} {name!r} is not one of the field's heads {list(field.heads)}")
+        for name in frozen_heads:
+            if name not in field.heads:
+                raise ValueError(f"frozen_heads: {name!r} is not one of the field's heads {list(field.heads)}")
+            field.heads[name].requires_grad_(False)
+        if encoding_style not in ("mono", "default", "random", "stereo"):
+            raise ValueError(f"unknown encoding_style {encoding_style!r}; expected mono, default, random or stereo")
+        if num_multiviews < 1 or (encoding_style == "mono" and num_multiviews != 1):
+            raise ValueError(f"num_multiviews={num_multiviews} does not fit encoding_style={encoding_style!r}")
+        eval_encoder_ids = tuple(int(i) for i in eval_encoder_ids)
+        if not eval_encoder_ids or eval_encoder_ids[0] != 0:
+            raise ValueError(f"eval_encoder_ids must start with view 0 (the input view), got {list(eval_encoder_ids)}")
         self.field = field
         self.frame_sample_mode: FrameSampleMode = frame_sample_mode
         self.ray_sampler = PatchRaySampler(ray_batch_size, patch_size, z_near, z_far)
@@ -86,8 +119,13 @@ class BTSModel(nn.Module):
         self.z_far = z_far
         self.samples_per_ray = samples_per_ray
         self.density_head = density_head
+        self.eval_head = eval_head
         self.flip_p = flip_p
         self.eval_ray_chunk_size = eval_ray_chunk_size
+        self.encoding_style: EncodingStyle = encoding_style
+        self.num_multiviews = num_multiviews
+        self.eval_encoder_ids = eval_encoder_ids
+        self.frozen_heads = tuple(frozen_heads)
 
     def encode(self, images: Tensor, K_norm: Tensor, cam_to_world: Tensor, flip: bool = False) -> EncodedScene:
         """Encoder views (B, Ve, ...) -> scene, with the feature maps in float32 whatever the autocast dtype."""
@@ -96,7 +134,8 @@ class BTSModel(nn.Module):
 
     def forward(self, batch: Sample, generator: torch.Generator | None = None) -> BTSOutput:
         """Training pass: ``batch.images`` (B, V, 3, H, W) in [-1, 1] -> rendered patches on the loss frames."""
-        roles = choose_frame_roles(self.frame_sample_mode, batch.num_views, generator=generator)
+        encoder_ids = choose_encoder_ids(self.encoding_style, batch.num_views, self.num_multiviews, generator)
+        roles = choose_frame_roles(self.frame_sample_mode, batch.num_views, encoder_ids, generator=generator)
         with _geometry_precision(batch.images.device):
             cam_to_world = relative_to_first_view(batch.cam_to_world.float())  # (B, V, 4, 4)
         enc = roles.encoder_ids
@@ -121,17 +160,29 @@ class BTSModel(nn.Module):
         return BTSOutput(render=render, target=target, rays=rays, roles=roles)
 
     @torch.no_grad()
-    def render_view(self, batch: Sample, view_id: int = 0, render_ids: tuple[int, ...] | None = None) -> ViewRender:
-        """Render every pixel of ``view_id`` from view 0's encoding (deterministic samples, chunked).
+    def render_view(
+        self,
+        batch: Sample,
+        view_id: int = 0,
+        render_ids: tuple[int, ...] | None = None,
+        encoder_ids: tuple[int, ...] | None = None,
+        head: str | None = None,
+    ) -> ViewRender:
+        """Render every pixel of ``view_id`` with ``head`` (default ``eval_head``) from the encoding of
+        ``encoder_ids`` (default ``eval_encoder_ids``, those the batch has); deterministic samples, chunked.
 
         Colours come from ``render_ids`` (default: every other view, or view 0 itself for one-view samples).
         """
         B, V, _, H, W = batch.images.shape
+        head = self.eval_head if head is None else head
+        if encoder_ids is None:
+            encoder_ids = tuple(i for i in self.eval_encoder_ids if i < V)
         if render_ids is None:
             render_ids = tuple(i for i in range(V) if i != view_id) or (view_id,)
         with _geometry_precision(batch.images.device):
             cam_to_world = relative_to_first_view(batch.cam_to_world.float())
-        scene = self.encode(batch.images[:, :1], batch.K_norm[:, :1], cam_to_world[:, :1])
+        enc = tuple(encoder_ids)
+        scene = self.encode(_select(batch.images, enc), _select(batch.K_norm, enc), _select(cam_to_world, enc))
         with _geometry_precision(batch.images.device):
             colors = batch.images.float() * 0.5 + 0.5
             sampler = ImageRaySampler(H, W, self.z_near, self.z_far)
@@ -143,7 +194,7 @@ class BTSModel(nn.Module):
             )
             out = render_rays_chunked(
                 rays,
-                self.field.field_fn(scene, self.density_head),
+                self.field.field_fn(scene, head),
                 render_views,
                 ray_chunk_size=self.eval_ray_chunk_size,
                 samples_per_ray=self.samples_per_ray,

@@ -95,6 +95,7 @@ class DensityField(nn.Module):
         freq_factor: float = 1.5,
     ) -> None:
         super().__init__()
+        heads = {name: head for name, head in heads.items() if head is not None}  # null in a config removes a head
         if not heads:
             raise ValueError("a DensityField needs at least one head")
         self.encoder = encoder

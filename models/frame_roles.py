@@ -12,6 +12,7 @@ order, never on dataset internals:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -85,3 +86,26 @@ def choose_frame_roles(
         raise ValueError(f"unknown frame sample mode {mode!r}; expected one of {sorted(_SPLITS)}")
     render, loss = _SPLITS[mode](num_views, generator)
     return FrameRoles(encoder_ids=tuple(encoder_ids), render_ids=tuple(render), loss_ids=tuple(loss))
+
+
+# Named encoder-view sets for evaluating a multi-view model on KITTI-360's 8-view order (REFERENCE 3.4).
+EVAL_VIEW_SETS: dict[str, tuple[int, ...]] = {
+    "mono": (0,),
+    "mono_temporal": (0, 1),
+    "stereo": (0, 2),
+    "stereo_temporal": (0, 1, 2, 3),
+    "stereo_fisheye": (0, 2, 4, 6),
+    "full": (0, 1, 2, 3, 4, 5, 6, 7),
+}
+
+
+def resolve_encoder_views(views: str | Sequence[int]) -> list[int]:
+    """A named set of :data:`EVAL_VIEW_SETS` or an explicit list of view indices -> the list; view 0 first."""
+    if isinstance(views, str):
+        if views not in EVAL_VIEW_SETS:
+            raise ValueError(f"unknown encoder view set {views!r}; expected one of {sorted(EVAL_VIEW_SETS)} or a list")
+        return list(EVAL_VIEW_SETS[views])
+    ids = [int(v) for v in views]
+    if not ids or ids[0] != 0 or len(set(ids)) != len(ids):
+        raise ValueError(f"encoder views must start with view 0 (the input view) and not repeat, got {ids}")
+    return ids

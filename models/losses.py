@@ -33,17 +33,20 @@ class LossConfig:
     ssim_weight: float = 0.85  # the l1 weight is 1 - ssim_weight
     invalid_threshold: float = 0.9  # weight-guided invalid policy
     lambda_smoothness: float = 1e-3
-    lambda_kd: float = 1e-2  # applied by the caller to :func:`kd_density_loss`
+    lambda_kd: float = 0.0  # weight of :func:`kd_density_loss` (KDBTS: 1e-2); 0 switches it off
     kd_density_clip: float = 2.0
+    kd_student_head: str = "single_view"
+    kd_teacher_head: str = "multi_view"
 
 
 @dataclass
 class LossTerms:
-    """Scalar loss terms; ``total = photometric + lambda_smoothness * smoothness``."""
+    """Scalar loss terms; ``total = photometric + lambda_smoothness * smoothness + lambda_kd * kd``."""
 
     total: Tensor
     photometric: Tensor
     smoothness: Tensor
+    kd: Tensor | None = None  # None when the KD term is off
 
 
 def to_patches(values: Tensor, patch_size: int) -> Tensor:
@@ -145,4 +148,24 @@ def reconstruction_loss(render: RenderOutput, target: Tensor, cfg: LossConfig) -
     smoothness = edge_aware_smoothness(render.depth, target, ray_invalid, cfg.patch_size)
     return LossTerms(
         total=photometric + cfg.lambda_smoothness * smoothness, photometric=photometric, smoothness=smoothness
+    )
+
+
+def training_loss(render: RenderOutput, target: Tensor, cfg: LossConfig) -> LossTerms:
+    """:func:`reconstruction_loss`, plus ``lambda_kd`` times the density distillation from the teacher head to
+    the student head on the rendered ray samples (REFERENCE 4.1) when ``lambda_kd > 0``."""
+    terms = reconstruction_loss(render, target, cfg)
+    if cfg.lambda_kd <= 0.0:
+        return terms
+    heads = render.head_outputs
+    for role, name in (("student", cfg.kd_student_head), ("teacher", cfg.kd_teacher_head)):
+        if name not in heads:
+            raise KeyError(f"KD {role} head {name!r} is not among the rendered heads {sorted(heads)}")
+    if render.field_invalid is None:
+        raise ValueError("the KD loss needs the per-view invalid mask of the rendered samples (field_invalid)")
+    kd = kd_density_loss(
+        heads[cfg.kd_student_head], heads[cfg.kd_teacher_head], render.field_invalid[..., 0], cfg.kd_density_clip
+    )
+    return LossTerms(
+        total=terms.total + cfg.lambda_kd * kd, photometric=terms.photometric, smoothness=terms.smoothness, kd=kd
     )

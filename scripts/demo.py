@@ -1,23 +1,23 @@
 """`make demo`: generate the synthetic world and print one sample of each loader.
 
-    python -m scripts.demo --root data/synthetic
+    python -m scripts.demo --out data/synthetic [--small] [--workers N]
 
 Re-running resumes the generation (finished frames are skipped).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
-from pathlib import Path
 
 import torch
 
 from datasets.kitti_360 import Kitti360Dataset
 from datasets.kitti_raw import KittiRawDataset
 from datasets.sample import Sample
-from datasets.synthetic.generate import GeneratorConfig, generate
+from datasets.synthetic.__main__ import parse_args
+from datasets.synthetic.generate import generate
+from utils.geometry import invert_rigid, transform_points
 
 
 def describe(name: str, dataset, sample: Sample) -> str:
@@ -29,11 +29,11 @@ def describe(name: str, dataset, sample: Sample) -> str:
         f"  K_norm[0]    fx'={sample.K_norm[0, 0, 0]:.4f} fy'={sample.K_norm[0, 1, 1]:.4f} "
         f"cx'={sample.K_norm[0, 0, 2]:.4f} cy'={sample.K_norm[0, 1, 2]:.4f}",
     ]
-    centres = sample.cam_to_world[:, :3, 3]
-    relative = centres - centres[0]
+    # Camera centres in view 0's frame (x right, y down, z forward): stereo baseline along x, motion along z.
+    centres = transform_points(invert_rigid(sample.cam_to_world[0].double()), sample.cam_to_world[:, :3, 3].double())
     for v in range(sample.num_views):
-        x, y, z = relative[v].tolist()
-        lines.append(f"  view {v}: camera centre relative to view 0 = ({x:+.2f}, {y:+.2f}, {z:+.2f}) m")
+        x, y, z = centres[v].tolist()
+        lines.append(f"  view {v}: camera centre in view 0's frame = ({x:+.2f}, {y:+.2f}, {z:+.2f}) m")
     if sample.depth is not None:
         valid = sample.depth > 0
         lines.append(
@@ -44,25 +44,24 @@ def describe(name: str, dataset, sample: Sample) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=Path("data/synthetic"), help="where the world is written")
-    parser.add_argument("--workers", type=int, default=2, help="render processes")
-    args = parser.parse_args(argv)
+    """Takes the generator's options (``--out``, ``--small``, ``--workers``, ...; see
+    ``python -m datasets.synthetic --help``)."""
+    config = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
     start = time.perf_counter()
-    generate(GeneratorConfig(out=args.root, workers=args.workers))
-    print(f"Synthetic world ready in {args.root.resolve()} ({time.perf_counter() - start:.1f} s)\n")
+    generate(config)
+    root = config.out
+    print(f"Synthetic world ready in {root.resolve()} ({time.perf_counter() - start:.1f} s)\n")
 
     kitti360 = Kitti360Dataset(
-        data_path=args.root / "KITTI-360",
-        split_path=args.root / "KITTI-360" / "splits" / "train_files.txt",
+        data_path=root / "KITTI-360",
+        split_path=root / "KITTI-360" / "splits" / "train_files.txt",
         return_depth=True,
     )
     kitti_raw = KittiRawDataset(
-        data_path=args.root / "KITTI-Raw",
-        pose_path=args.root / "KITTI-Raw" / "orb-slam_poses",
-        split_path=args.root / "KITTI-Raw" / "splits" / "synthetic" / "train_files.txt",
+        data_path=root / "KITTI-Raw",
+        pose_path=root / "KITTI-Raw" / "orb-slam_poses",
+        split_path=root / "KITTI-Raw" / "splits" / "synthetic" / "train_files.txt",
         return_depth=True,
     )
     with torch.no_grad():

@@ -21,7 +21,17 @@ DATA_CONFIGS = sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml")
 
 
 def test_the_expected_configs_exist():
-    assert {"train_kitti_360_bts", "train_kitti_raw_bts", "train_synthetic_bts"} <= set(TRAIN_CONFIGS)
+    assert {
+        "train_kitti_360_bts",
+        "train_kitti_raw_bts",
+        "train_synthetic_bts",
+        "train_kitti_360_base",
+        "train_kitti_raw_base",
+        "train_synthetic_base",
+        "train_kitti_360_KD",
+        "train_kitti_raw_KD",
+        "train_synthetic_KD",
+    } <= set(TRAIN_CONFIGS)
     assert {"kitti_360", "kitti_raw", "synthetic_kitti_360"} <= set(DATA_CONFIGS)
 
 
@@ -50,6 +60,30 @@ def test_official_values():
     assert (raw.model.ray_batch_size, raw.trainer.num_epochs, raw.model.frame_sample_mode) == (2048, 50, "default")
 
 
+def test_official_mvbts_and_kdbts_values():
+    """REFERENCE 3.3, 3.4, 4.1, 4.2, 9.4 (the KDBTS-old column for MVBTS)."""
+    for name, style in (("train_kitti_360_base", "stereo"), ("train_kitti_raw_base", "random")):
+        base = compose_config(name)
+        assert (base.trainer.batch_size, base.model.ray_batch_size, base.model.samples_per_ray) == (8, 2048, 64)
+        assert (base.model.encoding_style, base.model.num_multiviews) == (style, 3)
+        assert base.model.field.heads.multi_view.view_dropout == 0.5
+        assert (base.model.field.heads.multi_view.d_hidden, base.model.field.heads.multi_view.d_feature) == (128, 16)
+        assert base.model.field.heads.single_view is None and base.loss.lambda_kd == 0.0
+    k360 = compose_config("train_kitti_360_KD")
+    assert (k360.loss.lambda_kd, k360.model.density_head, k360.model.eval_head) == (1e-2, "multi_view", "single_view")
+    assert not k360.model.field.encoder.freeze and not k360.model.frozen_heads  # trained jointly
+    assert k360.model.field.heads.multi_view.view_dropout == 0.5 and k360.model.encoding_style == "stereo"
+    assert k360.trainer.init_from and list(k360.trainer.init_new_heads) == ["single_view"]
+    raw = compose_config("train_kitti_raw_KD")
+    assert raw.model.field.encoder.freeze and list(raw.model.frozen_heads) == ["multi_view"]
+    assert raw.model.field.heads.multi_view.view_dropout == 0.0 and raw.loss.lambda_kd == 1e-2
+    assert (raw.trainer.batch_size, raw.trainer.max_iters) == (8, 20000)
+    large = compose_config("train_kitti_360_base", ["model=mvbts_large"]).model.field.heads.multi_view
+    assert (large.d_hidden, large.d_feature, large.d_fusion_hidden) == (256, 32, 32)
+    dft = compose_config("train_kitti_360_base", ["model=mvbts_dft"]).model.field.heads.multi_view
+    assert dft._target_ == "models.heads.TransformerFusionHead" and (dft.num_layers, dft.num_heads) == (3, 4)
+
+
 @pytest.mark.parametrize(
     "override",
     ["trainer.lerning_rate=0.1", "model.ray_batchsize=8", "data=kitti_361", "debug=nonexistent"],
@@ -68,7 +102,8 @@ def test_model_optimizer_scheduler_and_loss_instantiate(name):
     assert model.ray_sampler.num_patches * 64 == cfg.model.ray_batch_size
     assert model.field.encoder.resnet_layers == cfg.model.field.encoder.resnet_layers
     optimizer = instantiate(cfg.trainer.optimizer)(params=model.parameters())
-    assert isinstance(optimizer, torch.optim.Adam) and optimizer.param_groups[0]["lr"] == 1e-4
+    expected_lr = 1e-5 if name == "train_kitti_raw_KD" else 1e-4  # the official KD ran after the x0.1 step
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.param_groups[0]["lr"] == expected_lr
     scheduler = instantiate(cfg.trainer.lr_scheduler)(optimizer=optimizer)
     assert isinstance(scheduler, torch.optim.lr_scheduler.StepLR) and scheduler.step_size == 120000
     assert isinstance(instantiate(cfg.loss), LossConfig)

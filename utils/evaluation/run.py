@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from datasets.sample import collate
 from datasets.synthetic.generate import SyntheticRoot
+from models.frame_roles import resolve_encoder_views
 from utils.evaluation.common import choose_device
 from utils.evaluation.depth import DepthEvaluator
 from utils.evaluation.occupancy import OccupancyEvaluator
@@ -54,6 +55,7 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, float]:
     if cfg.eval_head not in model.field.heads:
         raise ValueError(f"eval_head {cfg.eval_head!r} is not one of the model's heads {list(model.field.heads)}")
 
+    encoder_views = resolve_encoder_views(cfg.encoder_views)
     dataset = instantiate(cfg.eval.dataset)
     if cfg.eval.max_frames is not None:
         dataset_view = Subset(dataset, range(min(cfg.eval.max_frames, len(dataset))))
@@ -61,11 +63,18 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, float]:
         dataset_view = dataset
     loader = DataLoader(dataset_view, batch_size=1, shuffle=False, num_workers=cfg.num_workers, collate_fn=collate)
     evaluator = make_evaluator(cfg, dataset)
-    log.info("evaluating %s head %r on %d frames (%s)", cfg.eval.protocol, cfg.eval_head, len(dataset_view), device)
+    log.info(
+        "evaluating %s head %r with encoder views %s on %d frames (%s)",
+        cfg.eval.protocol,
+        cfg.eval_head,
+        encoder_views,
+        len(dataset_view),
+        device,
+    )
 
     average, rows, worst = FrameAverage(), [], []
     for batch in tqdm(loader, desc=cfg.eval.protocol, unit="frame"):
-        row, maps = evaluator.frame(model, batch.to(device), cfg.eval_head, list(cfg.encoder_views))
+        row, maps = evaluator.frame(model, batch.to(device), cfg.eval_head, encoder_views)
         average.update(row)
         rows.append({"sequence": batch.sequence[0], "frame_id": batch.frame_id[0], **row})
         if maps is not None and cfg.eval.save_worst > 0:

@@ -109,18 +109,30 @@ def restore_training_state(
     trainer.load_state_dict(checkpoint["trainer"])
 
 
-def init_weights(model: nn.Module, path: str | Path) -> None:
+def init_weights(model: nn.Module, path: str | Path, new_heads: tuple[str, ...] | list[str] = ()) -> None:
     """Model weights only, from one of our checkpoints or an official checkpoint (told apart by key names).
 
-    ``model`` is a BTS model (official weights go into its ``field``) or a bare density field.
+    ``model`` is a BTS model (official weights go into its ``field``) or a bare density field. ``path`` may be
+    a run directory (its newest complete training checkpoint). ``new_heads``: density heads the checkpoint is
+    allowed to lack (e.g. the KDBTS student when starting from an MVBTS checkpoint); they keep their fresh
+    initialisation and are logged. Every other difference is an error that lists the keys.
     """
     path = Path(path)
-    data = read_checkpoint(path, required=("model",))
-    if any(key.startswith(OFFICIAL_KEY_PREFIX) for key in data["model"]):
-        module = unwrap(model)
-        load_official_checkpoint(module if isinstance(module, DensityField) else module.field, path)
+    if path.is_dir():
+        path, data = find_resume_checkpoint(path)
     else:
-        load_state_dict_exact(unwrap(model), data["model"])
+        data = read_checkpoint(path, required=("model",))
+    module = unwrap(model)
+    field = module if isinstance(module, DensityField) else module.field
+    for name in new_heads:
+        if name not in field.heads:
+            raise ValueError(f"init_new_heads: {name!r} is not one of the model's heads {list(field.heads)}")
+    if any(key.startswith(OFFICIAL_KEY_PREFIX) for key in data["model"]):
+        load_official_checkpoint(field, path, allow_missing_prefixes=tuple(f"heads.{h}." for h in new_heads))
+    else:
+        prefix = "" if module is field else "field."
+        allowed = tuple(f"{prefix}heads.{h}." for h in new_heads)
+        load_state_dict_exact(module, data["model"], allow_missing_prefixes=allowed)
     log.info("initialised model weights from %s (optimizer and schedule start fresh)", path)
 
 

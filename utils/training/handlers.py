@@ -92,8 +92,9 @@ def attach_depth_metrics(evaluator: Engine) -> None:
     evaluator.add_event_handler(Events.COMPLETED, as_floats)
 
 
-def attach_validation(trainer: Engine, evaluator: Engine, val_loader, every: int) -> None:
-    """Run the evaluator every ``every`` iterations and at the end of training (once per iteration)."""
+def attach_validation(trainer: Engine, evaluator: Engine, val_loader, every: int, at_start: bool = False) -> None:
+    """Run the evaluator every ``every`` iterations and at the end of training (once per iteration);
+    with ``at_start`` also before the first iteration of a fresh run (the untrained baseline)."""
 
     def validate(engine: Engine) -> None:
         if getattr(engine.state, "last_validated", None) == engine.state.iteration:
@@ -106,6 +107,8 @@ def attach_validation(trainer: Engine, evaluator: Engine, val_loader, every: int
 
     trainer.add_event_handler(Events.ITERATION_COMPLETED(every=every), validate)
     trainer.add_event_handler(Events.COMPLETED, validate)
+    if at_start:
+        trainer.add_event_handler(Events.STARTED, lambda engine: engine.state.iteration == 0 and validate(engine))
 
 
 def attach_best_checkpoint(

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from datasets.sample import Sample
 from models.bts import BTSModel, ViewRender
-from models.losses import LossConfig, reconstruction_loss
+from models.losses import LossConfig, training_loss
 from utils.metrics import depth_metrics, resize_to
 from utils.training.checkpoints import unwrap
 
@@ -25,9 +25,13 @@ class TrainStepOutput:
     photometric: float
     smoothness: float
     finite: bool
+    kd: float | None = None  # the density distillation term (KDBTS), None when it is off
 
     def scalars(self) -> dict[str, float]:
-        return {"loss": self.loss, "photometric": self.photometric, "smoothness": self.smoothness}
+        scalars = {"loss": self.loss, "photometric": self.photometric, "smoothness": self.smoothness}
+        if self.kd is not None:
+            scalars["kd"] = self.kd
+        return scalars
 
 
 @dataclass
@@ -63,7 +67,7 @@ def make_train_step(
         batch = batch.to(device, non_blocking=True)
         with autocast(device, bf16):
             out = model(batch)
-        terms = reconstruction_loss(out.render, out.target, loss_cfg)
+        terms = training_loss(out.render, out.target, loss_cfg)
         finite = all_finite(terms.total)
         if finite:
             optimizer.zero_grad(set_to_none=True)
@@ -74,6 +78,7 @@ def make_train_step(
             photometric=terms.photometric.item(),
             smoothness=terms.smoothness.item(),
             finite=finite,
+            kd=None if terms.kd is None else terms.kd.item(),
         )
 
     return train_step
@@ -90,7 +95,7 @@ def make_eval_step(model: nn.Module, device: torch.device, bf16: bool) -> Callab
         if batch.depth is None:
             raise ValueError("validation samples carry no depth ground truth; build the val dataset with return_depth")
         with autocast(device, bf16):
-            render = bts.render_view(batch, view_id=0)
+            render = bts.render_view(batch, view_id=0)  # the model's eval_head and eval_encoder_ids
         gt = batch.depth[:, 0].float()  # (B, H_gt, W_gt)
         metrics = depth_metrics(resize_to(render.depth, tuple(gt.shape[-2:])), gt)
         has_gt = (gt > 0).flatten(1).any(dim=1)  # (B,)

@@ -1,0 +1,298 @@
+"""Speed and memory of the training step and of full-image rendering, as JSON plus a table.
+
+    python -m scripts.benchmark                        # official + small BTS configurations, this machine's device
+    python -m scripts.benchmark --sizes official --batch-size 8 --device cuda --bf16
+    python -m scripts.benchmark --sizes tiny --iters 2 --warmup 1 --out /tmp/bench.json   # what the tests run
+
+Every case runs in a fresh process (so its peak memory is its own): the model is built from the real training
+config (``hydra compose`` + ``instantiate``, ImageNet weights off), a KITTI-360-shaped batch of 8 posed views is
+made up in memory (no dataset needed), and the real train step of ``utils/training/steps.py`` (forward, loss,
+backward, Adam step) is timed: ``warmup`` untimed iterations, then the median of ``iters``. Peak memory is
+``torch.cuda.max_memory_allocated`` on CUDA and the process's peak resident set size on CPU (which includes
+the ~0.3 GB of the Python + torch runtime; ``baseline_rss_mb`` is the same figure before the model exists).
+
+Sizes (``--sizes``): ``official`` = ResNet-50, 192 x 640, 2048 rays x 64 samples (REFERENCE 1.3), batch 1 on
+CPU and 8 on CUDA unless ``--batch-size``; ``small`` = ResNet-18, 64 x 192, 512 rays x 32 samples, batch 2;
+``tiny`` = ResNet-18, 64 x 128, 64 rays x 8 samples, batch 1 (seconds, for the test suite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import multiprocessing as mp
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# model kind -> the training config that defines it (more kinds join as their configs land)
+MODEL_CONFIGS = {"bts": "train_kitti_360_bts"}
+
+
+@dataclass(frozen=True)
+class Size:
+    resnet_layers: int
+    image_size: tuple[int, int]
+    rays: int
+    samples: int
+    batch_cpu: int
+    batch_cuda: int
+
+
+SIZES = {
+    "official": Size(50, (192, 640), 2048, 64, batch_cpu=1, batch_cuda=8),
+    "small": Size(18, (64, 192), 512, 32, batch_cpu=2, batch_cuda=8),
+    "tiny": Size(18, (64, 128), 64, 8, batch_cpu=1, batch_cuda=1),
+}
+
+
+@dataclass
+class Case:
+    model: str
+    size: str
+    device: str
+    batch_size: int
+    bf16: bool
+    warmup: int
+    iters: int
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    train_step_s_median: float
+    train_step_s_all: list[float]
+    render_image_s: float  # one full image of view 0 rendered (validation / gen_img path)
+    peak_memory_mb: float
+    memory_kind: str  # cuda_max_allocated | cpu_peak_rss
+    baseline_rss_mb: float
+    parameters: int
+    extra: dict = field(default_factory=dict)
+
+
+def make_batch(batch_size: int, image_size: tuple[int, int], generator):
+    """A KITTI-360-shaped batch: 8 views (stereo pairs at t, t+1 and two rotated fisheye-like views) of smooth
+    random textures, with the dataset's normalised intrinsics and a 0.6 m baseline / 1 m per frame motion."""
+    import torch
+    import torch.nn.functional as F
+
+    from datasets.sample import Sample, collate
+    from utils.geometry import make_rigid, rotation_x
+
+    H, W = image_size
+    V = 8
+    K = torch.tensor([[0.7849, 0.0, -0.0312], [0.0, 2.9391, 0.2701], [0.0, 0.0, 1.0]])
+    samples = []
+    for b in range(batch_size):
+        texture = torch.rand(V, 3, max(H // 8, 2), max(W // 8, 2), generator=generator)
+        images = F.interpolate(texture, size=(H, W), mode="bilinear", align_corners=False) * 2 - 1
+        poses = []
+        for v in range(V):
+            right, later = (v // 2) % 2, v % 2
+            fisheye = v >= 4
+            R = rotation_x(-15.0 * math.pi / 180) if fisheye else torch.eye(3, dtype=torch.float64)
+            t = torch.tensor([0.6 * right, 0.0, 1.0 * later + (10.0 if fisheye else 0.0)], dtype=torch.float64)
+            poses.append(make_rigid(R, t))
+        samples.append(
+            Sample(
+                images=images.contiguous(),
+                K_norm=K.expand(V, 3, 3).clone(),
+                cam_to_world=torch.stack(poses).float(),
+                sequence="benchmark",
+                frame_id=b,
+                is_right=False,
+                index=b,
+            )
+        )
+    return collate(samples)
+
+
+def build(model_kind: str, size: Size, batch_size: int):
+    """Model and loss config from the real training config at ``size``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    overrides = [
+        f"model.field.encoder.resnet_layers={size.resnet_layers}",
+        "model.field.encoder.pretrained=false",
+        f"model.ray_batch_size={size.rays}",
+        f"model.samples_per_ray={size.samples}",
+        f"data.image_size=[{size.image_size[0]},{size.image_size[1]}]",
+        f"trainer.batch_size={batch_size}",
+    ]
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+        cfg = compose(config_name=MODEL_CONFIGS[model_kind], overrides=overrides)
+    return instantiate(cfg.model), instantiate(cfg.loss)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def run_case(case: Case) -> CaseResult:
+    """Time one case in this process (the caller gives each case a fresh process)."""
+    import torch
+
+    from utils.training.steps import make_train_step
+
+    torch.manual_seed(0)
+    device = torch.device(case.device)
+    baseline = peak_rss_mb()
+    size = SIZES[case.size]
+    model, loss_cfg = build(case.model, size, case.batch_size)
+    model = model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    step = make_train_step(model, optimizer, loss_cfg, device, case.bf16)
+    batch = make_batch(case.batch_size, size.image_size, torch.Generator().manual_seed(0))
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for i in range(case.warmup + case.iters):
+        sync()
+        start = time.perf_counter()
+        out = step(None, batch)
+        sync()
+        if not out.finite:
+            raise RuntimeError(f"non-finite loss in benchmark case {case}")
+        if i >= case.warmup:
+            times.append(time.perf_counter() - start)
+
+    model.eval()
+    one = make_batch(1, size.image_size, torch.Generator().manual_seed(1)).to(device)
+    sync()
+    start = time.perf_counter()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=case.bf16 and device.type == "cuda"):
+        model.render_view(one, view_id=0, render_ids=(1,))
+    sync()
+    render_s = time.perf_counter() - start
+
+    if device.type == "cuda":
+        peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    else:
+        peak, kind = peak_rss_mb(), "cpu_peak_rss"
+    return CaseResult(
+        case=case,
+        train_step_s_median=statistics.median(times),
+        train_step_s_all=times,
+        render_image_s=render_s,
+        peak_memory_mb=peak,
+        memory_kind=kind,
+        baseline_rss_mb=baseline,
+        parameters=sum(p.numel() for p in model.parameters()),
+    )
+
+
+def _child(case: Case, queue) -> None:
+    try:
+        queue.put(("ok", asdict(run_case(case))))
+    except Exception as error:  # reported by the parent, with the case
+        queue.put(("error", f"{type(error).__name__}: {error}"))
+
+
+def run_isolated(case: Case) -> dict:
+    """:func:`run_case` in a fresh spawned process; its result as a dict (or a raised error)."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    process = ctx.Process(target=_child, args=(case, queue))
+    process.start()
+    status, payload = queue.get()
+    process.join()
+    if status != "ok":
+        raise RuntimeError(f"benchmark case {case} failed: {payload}")
+    return payload
+
+
+def machine_info(device: str) -> dict:
+    import torch
+
+    info = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": mp.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+    }
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+        info["commit"] = commit.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        info["commit"] = None
+    return info
+
+
+def table(results: list[dict]) -> str:
+    header = (
+        f"{'model':<7} {'size':<9} {'device':<7} {'batch':>5} {'bf16':>5} {'step s':>9} {'render s':>9} {'peak MB':>9}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        c = r["case"]
+        lines.append(
+            f"{c['model']:<7} {c['size']:<9} {c['device']:<7} {c['batch_size']:>5} {str(c['bf16']):>5} "
+            f"{r['train_step_s_median']:>9.3f} {r['render_image_s']:>9.3f} {r['peak_memory_mb']:>9.0f}"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(MODEL_CONFIGS), choices=list(MODEL_CONFIGS))
+    parser.add_argument("--sizes", nargs="+", default=["official", "small"], choices=list(SIZES))
+    parser.add_argument("--device", default="auto", help="auto (cuda when present, else cpu) | cpu | cuda | cuda:N")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the size's CPU or CUDA batch")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the encoder (CUDA only)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
+    parser.add_argument("--iters", type=int, default=5, help="timed iterations (the median is reported)")
+    parser.add_argument("--out", type=Path, default=Path("benchmark.json"), help="JSON output file")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(argv)
+    import torch
+
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    if args.bf16 and not device.startswith("cuda"):
+        print("note: --bf16 only affects CUDA; the CPU runs float32", file=sys.stderr)
+    results = []
+    for model in args.models:
+        for size_name in args.sizes:
+            size = SIZES[size_name]
+            batch = args.batch_size or (size.batch_cuda if device.startswith("cuda") else size.batch_cpu)
+            case = Case(model, size_name, device, batch, args.bf16, args.warmup, args.iters)
+            print(f"running {case} ...", file=sys.stderr, flush=True)
+            results.append(run_isolated(case))
+    report = {"machine": machine_info(device), "results": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(args.out.suffix + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(args.out)
+    print(table(results))
+    print(f"\nwritten {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
