@@ -1,6 +1,6 @@
 """Speed and memory of the training step and of full-image rendering, as JSON plus a table.
 
-    python -m scripts.benchmark                        # official + small BTS configurations, this machine's device
+    python -m scripts.benchmark                        # BTS, MVBTS, KDBTS at the official and small sizes
     python -m scripts.benchmark --sizes official --batch-size 8 --device cuda --bf16
     python -m scripts.benchmark --sizes tiny --iters 2 --warmup 1 --out /tmp/bench.json   # what the tests run
 
@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 # model kind -> the training config that defines it (more kinds join as their configs land)
-MODEL_CONFIGS = {"bts": "train_kitti_360_bts"}
+MODEL_CONFIGS = {"bts": "train_kitti_360_bts", "mvbts": "train_kitti_360_base", "kdbts": "train_kitti_360_KD"}
 
 
 @dataclass(frozen=True)

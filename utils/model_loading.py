@@ -15,13 +15,36 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from utils.training.checkpoints import init_weights, read_checkpoint
+from utils.training.checkpoints import BEST_PREFIX, init_weights, read_checkpoint, rolling_checkpoints
 
 log = logging.getLogger(__name__)
 
 
 class MissingCheckpointError(ValueError):
     """Evaluation was asked for without weights (decision 5)."""
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file as given, or for a run directory its best checkpoint (lowest validation score in the
+    file name), else its newest training checkpoint."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint not found: {path} (give a checkpoint file or a run directory)")
+
+    def score(p: Path) -> float:
+        try:
+            return float(p.stem.rsplit("_", 1)[-1])
+        except ValueError:
+            return float("inf")
+
+    best = sorted(path.glob(f"{BEST_PREFIX}_*.pt"), key=score)
+    found = best or rolling_checkpoints(path)
+    if not found:
+        raise FileNotFoundError(f"no {BEST_PREFIX}_*.pt or training_checkpoint_*.pt in the run directory {path}")
+    log.info("run directory %s: using %s", path, found[0].name)
+    return found[0]
 
 
 def checkpoint_model_config(path: str | Path) -> DictConfig | None:
@@ -49,7 +72,9 @@ def load_model(
                 "to evaluate an untrained model on purpose"
             )
         log.warning("allow_random_weights=true: evaluating RANDOM weights (no checkpoint loaded)")
-    elif use_checkpoint_config:
+    else:
+        checkpoint = resolve_checkpoint(checkpoint)
+    if checkpoint is not None and use_checkpoint_config:
         stored = checkpoint_model_config(checkpoint)
         if stored is not None:
             log.info("model built from the configuration stored in %s", checkpoint)

@@ -6,18 +6,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from models.frame_roles import resolve_encoder_views
 from utils.evaluation.run import evaluate
 from utils.model_loading import MissingCheckpointError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-EVAL_CONFIGS = [
-    "eval_lidar_occ",
-    "eval_lidar_occ_mvbts",
-    "eval_lidar_occ_bts",
-    "eval_depth",
-    "eval_synthetic_occ",
-    "eval_synthetic_depth",
-]
+EVAL_CONFIGS = sorted(p.stem for p in CONFIGS.glob("eval_*.yaml"))
 SMALL_MODEL = ["model.field.encoder.resnet_layers=18", "model.field.encoder.pretrained=false"]
 
 
@@ -33,7 +27,22 @@ def test_eval_config_composes_and_builds_the_model(name):
     assert cfg.eval.protocol in ("lidar_occupancy", "depth")
     model = instantiate(cfg.model)
     assert cfg.eval_head in model.field.heads
-    assert max(cfg.encoder_views) == 0
+    views = resolve_encoder_views(cfg.encoder_views)
+    ds = cfg.eval.dataset
+    returned = ds.frame_count * (2 if ds.return_stereo else 1) * (2 if ds.get("return_fisheye", False) else 1)
+    assert max(views) < returned
+
+
+def test_the_expected_eval_configs_exist():
+    assert {
+        "eval_lidar_occ",
+        "eval_lidar_occ_mvbts",
+        "eval_lidar_occ_bts",
+        "eval_depth",
+        "eval_synthetic_occ",
+        "eval_synthetic_occ_mvbts",
+        "eval_synthetic_depth",
+    } <= set(EVAL_CONFIGS)
 
 
 def test_official_test_splits_and_heads():

@@ -30,3 +30,23 @@ def test_no_checkpoint_needs_the_explicit_flag():
     cfg = compose_eval("eval_lidar_occ_bts", SMALL_MODEL)
     with pytest.raises(MissingCheckpointError):
         load_model(cfg.model, None, allow_random_weights=False, use_checkpoint_config=True)
+
+
+def test_a_run_directory_resolves_to_its_best_then_newest_checkpoint(tmp_path):
+    import pytest
+
+    from utils.model_loading import resolve_checkpoint
+
+    for name in ("training_checkpoint_2.pt", "training_checkpoint_10.pt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert resolve_checkpoint(tmp_path).name == "training_checkpoint_10.pt"
+    for name in ("best_checkpoint_4_abs_rel_0.3000.pt", "best_checkpoint_8_abs_rel_0.2500.pt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert resolve_checkpoint(tmp_path).name == "best_checkpoint_8_abs_rel_0.2500.pt"
+    assert resolve_checkpoint(tmp_path / "training_checkpoint_2.pt").name == "training_checkpoint_2.pt"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no best_checkpoint"):
+        resolve_checkpoint(empty)
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        resolve_checkpoint(tmp_path / "missing.pt")
