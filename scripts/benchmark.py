@@ -11,6 +11,12 @@ backward, Adam step) is timed: ``warmup`` untimed iterations, then the median of
 ``torch.cuda.max_memory_allocated`` on CUDA and the process's peak resident set size on CPU (which includes
 the ~0.3 GB of the Python + torch runtime; ``baseline_rss_mb`` is the same figure before the model exists).
 
+With ``--data-root`` (a synthetic world, ``python -m datasets.synthetic --out DIR``, or any root holding a
+``KITTI-360/`` tree) it also measures the KITTI-360 data loader (samples/s, resampling on the fly vs the
+preprocessed cache; ``--prepare-cache`` builds the cache first and times that) and the two evaluation protocols
+on the synthetic world (frames/s; occupancy with a cold and then a warm lidar-reference cache; depth), with
+random weights of the first size's model.
+
 Sizes (``--sizes``): ``official`` = ResNet-50, 192 x 640, 2048 rays x 64 samples (REFERENCE 1.3), batch 1 on
 CPU and 8 on CUDA unless ``--batch-size``; ``small`` = ResNet-18, 64 x 192, 512 rays x 32 samples, batch 2;
 ``tiny`` = ResNet-18, 64 x 128, 64 rays x 8 samples, batch 1 (seconds, for the test suite).
@@ -216,6 +222,92 @@ def run_isolated(case: Case) -> dict:
     return payload
 
 
+def loader_throughput(root: Path, image_size: tuple[int, int], samples: int, workers: int, prepare: bool) -> dict:
+    """KITTI-360 samples/s through a DataLoader, on-the-fly resampling vs the preprocessed cache."""
+    from torch.utils.data import DataLoader
+
+    from datasets.calibration import DatasetError
+    from datasets.kitti_360 import Kitti360Dataset
+    from datasets.kitti_360.preprocess import preprocess
+    from datasets.sample import collate
+
+    data_path = root / "KITTI-360"
+    result: dict = {"samples": samples, "workers": workers, "image_size": list(image_size)}
+    if prepare:
+        start = time.perf_counter()
+        preprocess(data_path, image_size=image_size, workers=max(workers, 1), progress=False)
+        result["preprocess_s"] = time.perf_counter() - start
+    for mode in (False, True):
+        key = "cache" if mode else "on_the_fly"
+        try:
+            dataset = Kitti360Dataset(
+                data_path=data_path,
+                split_path=data_path / "splits" / "train_files.txt",
+                image_size=image_size,
+                preprocessed=mode,
+            )
+        except (DatasetError, FileNotFoundError, ValueError) as error:  # no (complete) cache: a note, not a number
+            result[f"{key}_samples_per_s"] = None
+            result[f"{key}_note"] = f"{type(error).__name__}: {error}".splitlines()[0]
+            continue
+        loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers, collate_fn=collate)
+        count, start = 0, None
+        for i, _ in enumerate(loader):
+            if i == 1:  # the first sample includes worker start-up
+                start = time.perf_counter()
+            if i >= 1:
+                count += 1
+            if count >= samples:
+                break
+        elapsed = time.perf_counter() - start if start is not None else float("nan")
+        result[f"{key}_samples_per_s"] = count / elapsed if count else None
+        del loader
+    return result
+
+
+def eval_throughput(root: Path, size: Size, frames: int, workers: int, work_dir: Path) -> dict:
+    """Frames/s of both protocols on the synthetic world with a random model (cold, then warm lidar cache)."""
+    from hydra import compose, initialize_config_dir
+
+    from utils.evaluation.run import evaluate
+
+    common = [
+        f"model.field.encoder.resnet_layers={size.resnet_layers}",
+        "model.field.encoder.pretrained=false",
+        f"data.image_size=[{size.image_size[0]},{size.image_size[1]}]",
+        "allow_random_weights=true",
+        f"eval.max_frames={frames}",
+        f"num_workers={workers}",
+        "device=cpu" if not _cuda() else "device=auto",
+    ]
+    result: dict = {"frames": frames}
+    # The lidar protocol alone (no analytic benchmark, baselines or volume), so the cache effect is what shows.
+    occupancy = [f"eval.cache_dir={work_dir / 'cache'}", "eval.analytic=false", "eval.baselines=[]"]
+    occupancy.append("eval.volume_y_res=0")
+    runs = [
+        ("occupancy_cold", "eval_synthetic_occ", root / "KITTI-360", occupancy),
+        ("occupancy_warm", "eval_synthetic_occ", root / "KITTI-360", occupancy),
+        ("depth", "eval_synthetic_depth", root / "KITTI-Raw", ["eval.analytic=false"]),
+    ]
+    for key, name, data_path, extra in runs:
+        overrides = [*common, f"data.data_path={data_path}", f"output_dir={work_dir / key}", *extra]
+        with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+            cfg = compose(config_name=name, overrides=overrides)
+        start = time.perf_counter()
+        evaluate(cfg, work_dir / key)
+        elapsed = time.perf_counter() - start
+        result[f"{key}_s"] = elapsed
+        result[f"{key}_frames_per_s"] = frames / elapsed
+    result["occupancy_warm_speedup"] = result["occupancy_cold_s"] / result["occupancy_warm_s"]
+    return result
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def machine_info(device: str) -> dict:
     import torch
 
@@ -262,6 +354,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
     parser.add_argument("--iters", type=int, default=5, help="timed iterations (the median is reported)")
     parser.add_argument("--out", type=Path, default=Path("benchmark.json"), help="JSON output file")
+    parser.add_argument("--data-root", type=Path, default=None, help="synthetic world root: loader + eval figures")
+    parser.add_argument("--prepare-cache", action="store_true", help="build the KITTI-360 cache first (timed)")
+    parser.add_argument("--loader-samples", type=int, default=32, help="samples timed per loader mode")
+    parser.add_argument("--loader-workers", type=int, default=2, help="DataLoader workers")
+    parser.add_argument("--eval-frames", type=int, default=8, help="frames per evaluation run")
+    parser.add_argument("--skip-train", action="store_true", help="only the data and eval figures")
     return parser.parse_args(argv)
 
 
@@ -277,7 +375,7 @@ def main(argv=None) -> list[dict]:
     if args.bf16 and not device.startswith("cuda"):
         print("note: --bf16 only affects CUDA; the CPU runs float32", file=sys.stderr)
     results = []
-    for model in args.models:
+    for model in [] if args.skip_train else args.models:
         for size_name in args.sizes:
             size = SIZES[size_name]
             batch = args.batch_size or (size.batch_cuda if device.startswith("cuda") else size.batch_cpu)
@@ -285,13 +383,36 @@ def main(argv=None) -> list[dict]:
             print(f"running {case} ...", file=sys.stderr, flush=True)
             results.append(run_isolated(case))
     report = {"machine": machine_info(device), "results": results}
+    if args.data_root is not None:
+        import tempfile
+
+        if not (args.data_root / "KITTI-360").is_dir():
+            sys.exit(
+                f"--data-root {args.data_root}: no KITTI-360/ inside; generate: python -m datasets.synthetic --out DIR"
+            )
+        size = SIZES[args.sizes[0]]
+        print("measuring the data loader ...", file=sys.stderr, flush=True)
+        report["loader"] = loader_throughput(
+            args.data_root, size.image_size, args.loader_samples, args.loader_workers, args.prepare_cache
+        )
+        print("measuring the evaluation protocols ...", file=sys.stderr, flush=True)
+        with tempfile.TemporaryDirectory() as work:
+            report["eval"] = eval_throughput(args.data_root, size, args.eval_frames, args.loader_workers, Path(work))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(args.out.suffix + ".tmp")
     tmp.write_text(json.dumps(report, indent=2))
     tmp.replace(args.out)
-    print(table(results))
+    if results:
+        print(table(results))
+    for section in ("loader", "eval"):
+        if section in report:
+            print(f"\n{section}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in report[section].items()))
     print(f"\nwritten {args.out}")
     return results
+
+
+def _fmt(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 if __name__ == "__main__":
