@@ -47,14 +47,19 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return found[0]
 
 
-def checkpoint_model_config(path: str | Path) -> DictConfig | None:
-    """The ``model`` block of the run configuration stored in one of our checkpoints (None for official files)."""
+def checkpoint_run_config(path: str | Path) -> DictConfig | None:
+    """The whole run configuration stored in one of our checkpoints (None for official files)."""
     data = read_checkpoint(Path(path), required=("model",))
     config = data.get("config")
     if not config:
         return None
-    run_cfg = OmegaConf.create(config) if isinstance(config, str) else OmegaConf.create(dict(config))
-    return run_cfg.model if "model" in run_cfg else None
+    return OmegaConf.create(config) if isinstance(config, str) else OmegaConf.create(dict(config))
+
+
+def checkpoint_model_config(path: str | Path) -> DictConfig | None:
+    """The ``model`` block of the run configuration stored in one of our checkpoints (None for official files)."""
+    run_cfg = checkpoint_run_config(path)
+    return run_cfg.model if run_cfg is not None and "model" in run_cfg else None
 
 
 def load_model(

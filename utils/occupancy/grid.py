@@ -82,9 +82,10 @@ def volume_grid(y_res: int, dtype=torch.float32) -> Tensor:
     return slice_grid(X_RANGE, Z_RANGE, ys, X_RES, Z_RES, dtype).reshape(-1, 3)
 
 
-def profile_grid(dtype=torch.float32) -> Tensor:
-    """Bird's-eye profile points in the levelled frame, (64, 256, 256, 3) as (y, z, x)."""
-    x_res, z_res, y_res = PROFILE_RES
+def profile_grid(dtype=torch.float32, res: tuple[int, int, int] | None = None) -> Tensor:
+    """Bird's-eye profile points in the levelled frame, (Y, Z, X, 3); ``res`` = (X, Z, Y), default
+    :data:`PROFILE_RES` (the official 256, 256, 64)."""
+    x_res, z_res, y_res = PROFILE_RES if res is None else res
     ys = torch.linspace(Y_RANGE[0], Y_RANGE[1], y_res)
     return slice_grid(PROFILE_X_RANGE, PROFILE_Z_RANGE, ys, x_res, z_res, dtype)
 
@@ -99,12 +100,19 @@ def bird_eye_profile(sigma: Tensor, invalid: Tensor, sigma_sum: float = PROFILE_
     return (torch.cumsum(sigma, dim=0) <= sigma_sum).to(sigma.dtype).mean(dim=0)
 
 
-def render_profile(density_fn, level_to_world: Tensor, chunk: int = 65536) -> Tensor:
-    """Bird's-eye profile (256, 256) of a density callable ``points_world (N, 3) -> (sigma (N,), invalid (N,))``.
+def render_profile(
+    density_fn,
+    level_to_world: Tensor,
+    chunk: int = 65536,
+    res: tuple[int, int, int] | None = None,
+    sigma_sum: float = PROFILE_SIGMA_SUM,
+) -> Tensor:
+    """Bird's-eye profile (Z, X) (official: 256 x 256) of a density callable
+    ``points_world (N, 3) -> (sigma (N,), invalid (N,))`` on the grid of :func:`profile_grid` with ``res``.
 
     ``level_to_world`` (4, 4) places the levelled frame in the world.
     """
-    grid = profile_grid()
+    grid = profile_grid(res=res)
     shape = grid.shape[:3]
     points = transform(level_to_world, grid.reshape(-1, 3))
     sigmas, invalids = [], []
@@ -112,7 +120,7 @@ def render_profile(density_fn, level_to_world: Tensor, chunk: int = 65536) -> Te
         s, inv = density_fn(points[i : i + chunk])
         sigmas.append(s)
         invalids.append(inv)
-    return bird_eye_profile(torch.cat(sigmas).reshape(shape), torch.cat(invalids).reshape(shape))
+    return bird_eye_profile(torch.cat(sigmas).reshape(shape), torch.cat(invalids).reshape(shape), sigma_sum)
 
 
 def transform(T: Tensor, points: Tensor) -> Tensor:

@@ -1,0 +1,1 @@
+"""Image scripts: depth and bird's-eye profile pictures of single images."""

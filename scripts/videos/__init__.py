@@ -1,0 +1,1 @@
+"""Video scripts: sequences, novel views and the top-down transition."""
