@@ -1,30 +1,114 @@
-"""`make demo`: generate the synthetic world and print one sample of each loader.
+"""`make demo`: the paper's whole story on the synthetic world, resumable, on whatever device there is.
 
-    python -m scripts.demo --out data/synthetic [--small] [--workers N]
+    python -m scripts.demo                                   # world -> MVBTS -> KDBTS -> BTS -> eval -> media
+    python -m scripts.demo --world-only                      # generate the world and print one sample per loader
+    python -m scripts.demo --budget tiny --out /tmp/w --runs /tmp/r --media /tmp/m   # seconds (the test suite)
 
-Re-running resumes the generation (finished frames are skipped).
+Stages (each skipped when its result exists, so an interrupted demo continues where it stopped; training stages
+resume from their newest checkpoint):
+
+1. generate the synthetic world (KITTI-360 and KITTI-Raw formats) and print one sample of each loader;
+2. train the MVBTS teacher (``train_synthetic_base``), distil the KDBTS student from it (``train_synthetic_KD``,
+   ``init_from`` the teacher) and train a BTS baseline (``train_synthetic_bts``) for as many iterations as
+   teacher + student together;
+3. evaluate: the occupancy protocol (lidar-derived reference, the analytic ground truth, the "depth" and
+   "depth + 4 m" baselines and the oracle) for BTS, the KDBTS student and the MVBTS teacher (mono and stereo
+   encoder views), and the depth protocol;
+4. render example images (input, depth, bird's-eye profile) and a short video to ``--media``;
+5. print one results table (also ``results.md`` / ``results.json`` in ``--media``).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 from datasets.kitti_360 import Kitti360Dataset
 from datasets.kitti_raw import KittiRawDataset
 from datasets.sample import Sample
-from datasets.synthetic.__main__ import parse_args
+from datasets.synthetic.__main__ import parse_args as parse_generator_args
 from datasets.synthetic.generate import generate
 from utils.geometry import invert_rigid, transform_points
+from utils.training.checkpoints import rolling_checkpoints
+
+REPO = Path(__file__).resolve().parents[1]
+log = logging.getLogger("demo")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of everything the demo does."""
+
+    mvbts_iters: int
+    kd_iters: int
+    batch_size: int
+    rays: int
+    samples: int
+    image_size: tuple[int, int]
+    resnet_layers: int
+    val_length: int
+    eval_frames: int | None  # None: the whole test split
+    volume_y_res: int
+    video_frames: int
+    profile_res: tuple[int, int, int]
+    world: tuple[str, ...]  # generator options
+
+    @property
+    def bts_iters(self) -> int:
+        return self.mvbts_iters + self.kd_iters  # the same number of updates as teacher + student
+
+
+BUDGETS = {
+    # 2 CPU cores, < 20 minutes in all (README: measured time).
+    "demo": Budget(
+        mvbts_iters=150,
+        kd_iters=100,
+        batch_size=2,
+        rays=512,
+        samples=32,
+        image_size=(64, 192),
+        resnet_layers=18,
+        val_length=8,
+        eval_frames=None,
+        volume_y_res=2,
+        video_frames=12,
+        profile_res=(128, 128, 32),
+        world=(),
+    ),
+    # The test suite: every stage once, in seconds.
+    "tiny": Budget(
+        mvbts_iters=2,
+        kd_iters=2,
+        batch_size=1,
+        rays=64,
+        samples=8,
+        image_size=(64, 96),
+        resnet_layers=18,
+        val_length=1,
+        eval_frames=1,
+        volume_y_res=0,
+        video_frames=2,
+        profile_res=(32, 32, 8),
+        world=("--small",),
+    ),
+}
+
+
+# --- stage 1: the world ----------------------------------------------------------------------------------------
 
 
 def describe(name: str, dataset, sample: Sample) -> str:
-    """A few lines that show what a loader returns."""
+    """A few lines about one sample: shapes, intrinsics, camera centres, depth."""
     lines = [
-        f"{name}: {len(dataset)} samples; sample {sample.index} = {sample.sequence} frame {sample.frame_id}"
-        f" ({'right' if sample.is_right else 'left'}-anchored), {sample.num_views} views",
+        f"{name}: {len(dataset)} samples, {sample.num_views} views",
         f"  images       {tuple(sample.images.shape)} in [{sample.images.min():.2f}, {sample.images.max():.2f}]",
         f"  K_norm[0]    fx'={sample.K_norm[0, 0, 0]:.4f} fy'={sample.K_norm[0, 1, 1]:.4f} "
         f"cx'={sample.K_norm[0, 0, 2]:.4f} cy'={sample.K_norm[0, 1, 2]:.4f}",
@@ -38,21 +122,18 @@ def describe(name: str, dataset, sample: Sample) -> str:
         valid = sample.depth > 0
         lines.append(
             f"  depth        {tuple(sample.depth.shape)}, {int(valid.sum())} lidar pixels, "
-            f"{sample.depth[valid].min():.1f}-{sample.depth[valid].max():.1f} m"
+            f"{float(sample.depth[valid].min()):.2f}-{float(sample.depth[valid].max()):.2f} m"
         )
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
-    """Takes the generator's options (``--out``, ``--small``, ``--workers``, ...; see
-    ``python -m datasets.synthetic --help``)."""
-    config = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def make_world(generator_args: list[str]) -> Path:
+    """Generate (or finish generating) the world; print one sample of each loader; return the root."""
+    config = parse_generator_args(generator_args)
     start = time.perf_counter()
     generate(config)
     root = config.out
     print(f"Synthetic world ready in {root.resolve()} ({time.perf_counter() - start:.1f} s)\n")
-
     kitti360 = Kitti360Dataset(
         data_path=root / "KITTI-360",
         split_path=root / "KITTI-360" / "splits" / "train_files.txt",
@@ -68,6 +149,235 @@ def main(argv=None) -> None:
         print(describe("KITTI-360 loader", kitti360, kitti360[0]))
         print()
         print(describe("KITTI-Raw loader", kitti_raw, kitti_raw[0]))
+    print()
+    return root
+
+
+# --- stage 2: training -----------------------------------------------------------------------------------------
+
+
+def compose_config(name: str, overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+        return compose(config_name=name, overrides=overrides)
+
+
+def train_stage(name: str, config: str, overrides: list[str], out: Path, iters: int, device: str) -> Path:
+    """Train ``config`` into ``out`` for ``iters`` iterations; skip when done, resume when interrupted."""
+    from utils.training.train import train
+
+    if (out / f"training_checkpoint_{iters}.pt").is_file():
+        print(f"[{name}] done earlier: {out}")
+        return out
+    resume = [f"trainer.resume_from={out}", "trainer.init_from=null"] if rolling_checkpoints(out) else []
+    if resume:
+        print(f"[{name}] resuming from {rolling_checkpoints(out)[0]}")
+    cfg = compose_config(
+        config,
+        [
+            *overrides,
+            f"trainer.max_iters={iters}",
+            f"trainer.validate_every={iters}",
+            "trainer.validate_at_start=false",
+            f"trainer.checkpoint_every={max(1, min(50, iters))}",
+            "trainer.n_saved=1",
+            f"trainer.device={device}",
+            f"trainer.output_dir={out}",
+            *resume,
+        ],
+    )
+    start = time.perf_counter()
+    train(cfg)
+    print(f"[{name}] {iters} iterations in {time.perf_counter() - start:.0f} s -> {out}")
+    return out
+
+
+def train_all(root: Path, runs: Path, budget: Budget, device: str) -> dict[str, Path]:
+    H, W = budget.image_size
+    common = [
+        f"data.data_path={root / 'KITTI-360'}",
+        f"data.image_size=[{H},{W}]",
+        f"data.val.length={budget.val_length}",
+        f"model.ray_batch_size={budget.rays}",
+        f"model.samples_per_ray={budget.samples}",
+        f"model.field.encoder.resnet_layers={budget.resnet_layers}",
+        f"trainer.batch_size={budget.batch_size}",
+        "trainer.visualize_profile=false",
+    ]
+    mvbts = train_stage("MVBTS", "train_synthetic_base", common, runs / "mvbts", budget.mvbts_iters, device)
+    kd = [*common, f"trainer.init_from={mvbts}"]
+    kdbts = train_stage("KDBTS", "train_synthetic_KD", kd, runs / "kdbts", budget.kd_iters, device)
+    bts = train_stage("BTS", "train_synthetic_bts", common, runs / "bts", budget.bts_iters, device)
+    return {"bts": bts, "mvbts": mvbts, "kdbts": kdbts}
+
+
+# --- stage 3: evaluation ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    label: str  # row of the results table
+    model: str  # bts | mvbts | kdbts
+    config: str
+    overrides: tuple[str, ...] = ()
+
+
+EVAL_RUNS = (
+    EvalRun("BTS", "bts", "eval_synthetic_occ"),
+    EvalRun("KDBTS student", "kdbts", "eval_synthetic_occ", ("eval_head=single_view",)),
+    EvalRun("MVBTS teacher, mono", "mvbts", "eval_synthetic_occ", ("eval_head=multi_view",)),
+    EvalRun("MVBTS teacher, stereo", "mvbts", "eval_synthetic_occ_mvbts", ("encoder_views=stereo",)),
+)
+DEPTH_RUNS = (
+    EvalRun("BTS", "bts", "eval_synthetic_depth"),
+    EvalRun("KDBTS student", "kdbts", "eval_synthetic_depth", ("eval_head=single_view",)),
+    EvalRun("MVBTS teacher, mono", "mvbts", "eval_synthetic_depth", ("eval_head=multi_view",)),
+)
+
+
+def evaluate_stage(run: EvalRun, root: Path, checkpoint: Path, out: Path, budget: Budget, device: str) -> dict:
+    """Metrics of one evaluation (read back from ``metrics.json`` when it already exists)."""
+    from utils.evaluation.run import evaluate
+
+    metrics_file = out / "metrics.json"
+    if metrics_file.is_file():
+        return json.loads(metrics_file.read_text())["metrics"]
+    depth = run.config.endswith("depth")
+    data_path = root / ("KITTI-Raw" if depth else "KITTI-360")
+    overrides = [
+        f"checkpoint={checkpoint}",
+        f"data.data_path={data_path}",
+        f"output_dir={out}",
+        f"device={device}",
+        "num_workers=1",
+        *([] if budget.eval_frames is None else [f"eval.max_frames={budget.eval_frames}"]),
+        *([] if depth else [f"eval.volume_y_res={budget.volume_y_res}", f"eval.cache_dir={out.parent / 'cache'}"]),
+        *run.overrides,
+    ]
+    if depth:
+        overrides.append(f"data.pose_path={data_path / 'orb-slam_poses'}")
+        overrides.append(f"data.split_dir={data_path / 'splits' / 'synthetic'}")
+    start = time.perf_counter()
+    summary = evaluate(compose_config(run.config, overrides), out)
+    print(f"[eval] {run.label} ({run.config}): {time.perf_counter() - start:.0f} s")
+    return summary
+
+
+def evaluate_all(root: Path, models: dict[str, Path], evals: Path, budget: Budget, device: str) -> dict:
+    results: dict[str, dict] = {}
+    for group, runs in (("occupancy", EVAL_RUNS), ("depth", DEPTH_RUNS)):
+        for run in runs:
+            slug = run.label.lower().replace(",", "").replace(" ", "_")
+            metrics = evaluate_stage(run, root, models[run.model], evals / group / slug, budget, device)
+            results.setdefault(run.label, {}).update({f"{group}/{k}": v for k, v in metrics.items()})
+    return results
+
+
+# --- stage 4: media --------------------------------------------------------------------------------------------
+
+
+def render_media(root: Path, models: dict[str, Path], media: Path, budget: Budget, device: str) -> list[Path]:
+    from scripts.images import gen_imgs
+    from scripts.videos import gen_vid_seq_kdbts
+
+    data = str(root / "KITTI-360")
+    profile = [str(v) for v in budget.profile_res]
+    written: list[Path] = []
+    for kind in ("bts", "kdbts", "mvbts"):
+        out = media / "images" / kind
+        if not list(out.glob("*_profile.png")):
+            args = ["-m", "synthetic", "-k", kind, "-c", str(models[kind]), "--data-path", data, "--split", "test"]
+            gen_imgs.main(
+                [*args, "--indices", "0", "5", "--out", str(out), "--device", device, "--profile-res", *profile]
+            )
+        written.extend(sorted(out.glob("*.png")))
+    video = media / "kdbts_sequence.mp4"
+    if not video.is_file():
+        gen_vid_seq_kdbts.main(
+            [
+                *("-m", "synthetic", "-k", "kdbts", "-c", str(models["kdbts"]), "--data-path", data),
+                *("--split", "test", "--start", "0", "--end", str(budget.video_frames), "--stride", "1"),
+                *("--profile", "--profile-res", *profile, "--out", str(video), "--device", device),
+            ]
+        )
+    written.append(video)
+    return written
+
+
+# --- stage 5: the table ----------------------------------------------------------------------------------------
+
+COLUMNS = (
+    ("occupancy/O_acc", "O_acc (lidar)"),
+    ("occupancy/IE_acc", "IE_acc (lidar)"),
+    ("occupancy/IE_rec", "IE_rec (lidar)"),
+    ("occupancy/analytic/O_acc", "O_acc (exact)"),
+    ("occupancy/analytic/IE_acc", "IE_acc (exact)"),
+    ("occupancy/analytic/IE_rec", "IE_rec (exact)"),
+    ("depth/abs_rel", "abs_rel"),
+    ("depth/a1", "a1"),
+)
+
+
+def results_table(results: dict[str, dict]) -> str:
+    """Markdown table, model x metric (a dash where a model has no such figure)."""
+    present = [(key, title) for key, title in COLUMNS if any(key in row for row in results.values())]
+    lines = ["| model | " + " | ".join(title for _, title in present) + " |", "|---" * (len(present) + 1) + "|"]
+    for label, row in results.items():
+        cells = [f"{row[key]:.3f}" if isinstance(row.get(key), float) else "-" for key, _ in present]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def baseline_rows(results: dict[str, dict]) -> dict[str, dict]:
+    """The baselines the occupancy evaluation of BTS computed (``occupancy/baseline/<name>/<metric>``)."""
+    rows: dict[str, dict] = {}
+    for key, value in results.get("BTS", {}).items():
+        parts = key.split("/")
+        if len(parts) >= 4 and parts[0] == "occupancy" and parts[1] == "baseline":
+            rows.setdefault(f"baseline: {parts[2]}", {})["occupancy/" + "/".join(parts[3:])] = value
+    return rows
+
+
+# --- main ------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("data/synthetic"), help="world root (default %(default)s)")
+    parser.add_argument("--runs", type=Path, default=Path("outputs/demo"), help="training and evaluation runs")
+    parser.add_argument("--media", type=Path, default=Path("media/demo"), help="pictures, video, results table")
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="demo", help="how much to train and evaluate")
+    parser.add_argument("--device", default="auto", help="auto (cuda when present, else cpu) | cpu | cuda")
+    parser.add_argument("--workers", type=int, default=2, help="world render processes")
+    parser.add_argument("--world-only", action="store_true", help="stop after the world and the loader samples")
+    parser.add_argument("--quiet", action="store_true", help="no generator progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict[str, dict] | None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    budget = BUDGETS[args.budget]
+    start = time.perf_counter()
+    generator = ["--out", str(args.out), "--workers", str(args.workers), *budget.world]
+    root = make_world([*generator, *(["--quiet"] if args.quiet else [])])
+    if args.world_only:
+        return None
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"Training on {device} with the '{args.budget}' budget: {asdict(budget)}")
+    models = train_all(root, args.runs, budget, device)
+    results = evaluate_all(root, models, args.runs / "eval", budget, device)
+    results.update(baseline_rows(results))
+    media = render_media(root, models, args.media, budget, device)
+
+    table = results_table(results)
+    args.media.mkdir(parents=True, exist_ok=True)
+    (args.media / "results.md").write_text(table + "\n")
+    (args.media / "results.json").write_text(json.dumps(results, indent=2))
+    print("\n" + table)
+    print(f"\nruns: {args.runs}   media: {args.media} ({len(media)} files)   total {time.perf_counter() - start:.0f} s")
+    return results
 
 
 if __name__ == "__main__":

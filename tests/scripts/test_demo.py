@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 
-from scripts.demo import main
+import cv2
+
+from scripts.demo import BUDGETS, main, results_table
 
 
-def test_demo_prints_one_sample_of_each_loader(synthetic_root, capsys):
-    main(["--out", str(synthetic_root), "--small", "--workers", "1", "--quiet"])
+def test_world_only_prints_one_sample_of_each_loader(synthetic_root, capsys):
+    assert main(["--out", str(synthetic_root), "--world-only", "--budget", "tiny", "--workers", "1", "--quiet"]) is None
     out = capsys.readouterr().out
     assert "KITTI-360 loader:" in out and "KITTI-Raw loader:" in out
     assert "8 views" in out and "4 views" in out
@@ -17,3 +20,43 @@ def test_demo_prints_one_sample_of_each_loader(synthetic_root, capsys):
     match = re.search(r"view 2: camera centre in view 0's frame = \(([-+.\d]+), ([-+.\d]+), ([-+.\d]+)\)", out)
     x, y, z = (float(v) for v in match.groups())
     assert 0.5 < x < 0.7 and abs(y) < 0.02 and abs(z) < 0.02
+
+
+def test_the_whole_story_at_tiny_size_and_a_rerun_resumes(synthetic_root, tmp_path, capsys):
+    runs, media = tmp_path / "runs", tmp_path / "media"
+    argv = ["--out", str(synthetic_root), "--runs", str(runs), "--media", str(media), "--budget", "tiny"]
+    results = main([*argv, "--workers", "1", "--quiet", "--device", "cpu"])
+    budget = BUDGETS["tiny"]
+
+    # three trainings: teacher, student initialised from it, BTS at the same number of updates
+    assert (runs / "mvbts" / f"training_checkpoint_{budget.mvbts_iters}.pt").is_file()
+    assert (runs / "kdbts" / f"training_checkpoint_{budget.kd_iters}.pt").is_file()
+    assert (runs / "bts" / f"training_checkpoint_{budget.bts_iters}.pt").is_file()
+    # every model evaluated with both protocols; the baselines come along
+    for label in ("BTS", "KDBTS student", "MVBTS teacher, mono", "MVBTS teacher, stereo"):
+        assert 0.0 <= results[label]["occupancy/O_acc"] <= 1.0
+        assert 0.0 <= results[label]["occupancy/analytic/O_acc"] <= 1.0
+    for label in ("BTS", "KDBTS student", "MVBTS teacher, mono"):
+        assert results[label]["depth/abs_rel"] > 0
+    assert results["baseline: oracle"]["occupancy/analytic/O_acc"] == 1.0
+    # media and the table
+    assert len(list((media / "images" / "kdbts").glob("*_profile.png"))) == 2
+    video = cv2.VideoCapture(str(media / "kdbts_sequence.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == budget.video_frames
+    assert json.loads((media / "results.json").read_text()) == results
+    table = (media / "results.md").read_text()
+    assert table.startswith("| model | O_acc (lidar)") and "| KDBTS student |" in table
+
+    # a second run finds everything done and changes nothing
+    stamps = {p: p.stat().st_mtime_ns for p in runs.rglob("*.pt")}
+    capsys.readouterr()
+    again = main([*argv, "--workers", "1", "--quiet", "--device", "cpu"])
+    assert again == results
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("*.pt")} == stamps
+    assert "[MVBTS] done earlier" in capsys.readouterr().out
+
+
+def test_results_table_marks_missing_figures():
+    table = results_table({"A": {"occupancy/O_acc": 0.5}, "B": {"depth/abs_rel": 0.25}})
+    assert table.splitlines()[0] == "| model | O_acc (lidar) | abs_rel |"
+    assert "| A | 0.500 | - |" in table and "| B | - | 0.250 |" in table

@@ -21,7 +21,7 @@ from datasets.sample import Sample
 from utils.evaluation.common import encode_views, query_density, render_depth
 from utils.metrics import occupancy_metrics
 from utils.occupancy.cache import ReferenceCache
-from utils.occupancy.grid import X_RES, Z_RES, cam_to_level, level_to_cam, query_grid, transform, volume_grid
+from utils.occupancy.grid import QueryGrid, transform
 from utils.occupancy.lidar import LidarReference, lidar_reference
 from utils.occupancy.protocol import (
     DEPTH_PLUS,
@@ -41,7 +41,9 @@ class FrameMaps:
     maps: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def window_reference(dataset, sequence: str, frame_id: int, num_scans: int, points_level: Tensor) -> LidarReference:
+def window_reference(
+    dataset, sequence: str, frame_id: int, num_scans: int, points_level: Tensor, grid: QueryGrid = QueryGrid()
+) -> LidarReference:
     """The lidar reference of a frame from its ``num_scans`` scans.
 
     Our loader clamps the window at the sequence end (repeating the last scan); the official code truncates
@@ -49,9 +51,9 @@ def window_reference(dataset, sequence: str, frame_id: int, num_scans: int, poin
     """
     window = dataset.load_lidar_window(sequence, frame_id, num_scans)
     keep = [i for i, f in enumerate(window.frame_ids) if f not in window.frame_ids[:i]]
-    velo_to_level = cam_to_level() @ torch.from_numpy(window.velo_to_cam0[keep])
+    velo_to_level = grid.cam_to_level() @ torch.from_numpy(window.velo_to_cam0[keep])
     scans = [torch.from_numpy(np.asarray(window.scans[i], dtype=np.float64)) for i in keep]
-    return lidar_reference(points_level.to(torch.float64), scans, velo_to_level)
+    return lidar_reference(points_level.to(torch.float64), scans, velo_to_level, grid.y_range, grid.far_dist)
 
 
 class OccupancyEvaluator:
@@ -62,8 +64,10 @@ class OccupancyEvaluator:
         self.dataset = dataset
         self.cache = cache
         self.synthetic = synthetic
-        self.points_level = query_grid()  # (P, 3)
-        self.level_to_cam = level_to_cam()
+        grid = cfg.get("grid") or {}  # absent: the official grid
+        self.grid = QueryGrid(**{k: v if isinstance(v, int | float) else tuple(v) for k, v in grid.items()})
+        self.points_level = self.grid.points()  # (P, 3)
+        self.level_to_cam = self.grid.level_to_cam()
         self.points_cam = transform(self.level_to_cam, self.points_level)  # view 0 frame = "world" of the model
 
     @torch.no_grad()
@@ -81,7 +85,7 @@ class OccupancyEvaluator:
         ref = self.cache.get(
             sequence,
             frame_id,
-            lambda: window_reference(self.dataset, sequence, frame_id, cfg.num_scans, self.points_level),
+            lambda: window_reference(self.dataset, sequence, frame_id, cfg.num_scans, self.points_level, self.grid),
         )
         gt, visible = reference_occupancy(ref.occupied, ref.visible, visible_pred)
 
@@ -105,7 +109,7 @@ class OccupancyEvaluator:
         frame_maps = FrameMaps(
             name=f"{sequence}_{frame_id:010d}",
             score=row["lidar/model/o_acc"],
-            maps={k: v.reshape(Z_RES, X_RES).numpy() for k, v in maps.items()},
+            maps={k: v.reshape(self.grid.z_res, self.grid.x_res).numpy() for k, v in maps.items()},
         )
         return row, frame_maps
 
@@ -127,7 +131,7 @@ class OccupancyEvaluator:
         for method, p in {**predictions, "lidar_reference": lidar_gt}.items():
             row.update(_prefixed(f"analytic/{method}", occupancy_metrics(p, gt, visible)))
         if self.cfg.volume_y_res > 0:
-            points_level = volume_grid(self.cfg.volume_y_res)
+            points_level = self.grid.volume(self.cfg.volume_y_res)
             occ, vis = self._analytic(sequence, frame_id, points_level)
             points_cam = transform(self.level_to_cam, points_level).to(scene.features.device)
             sigma, _ = query_density(model, scene, head, points_cam, self.cfg.query_chunk_size)

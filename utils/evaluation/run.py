@@ -37,6 +37,7 @@ def make_evaluator(cfg: DictConfig, dataset):
     synthetic = SyntheticRoot.load(Path(ev.synthetic_root)) if ev.analytic else None
     if ev.protocol == "lidar_occupancy":
         params = {k: ev[k] for k in ("num_scans",)} | {"data_path": str(Path(ev.dataset.data_path).resolve())}
+        params["grid"] = OmegaConf.to_container(ev.grid, resolve=True)  # another grid, another reference
         cache = ReferenceCache(ev.cache_dir, ev.cache_name, params)
         return OccupancyEvaluator(ev, dataset, cache, synthetic)
     if ev.protocol == "depth":

@@ -7,6 +7,9 @@ and y points down (y = 0 at the camera height, y > 0 below it).
 
 from __future__ import annotations
 
+import math
+from dataclasses import asdict, dataclass
+
 import torch
 from torch import Tensor
 
@@ -64,6 +67,55 @@ def slice_grid(
         ],
         dim=-1,
     )
+
+
+@dataclass(frozen=True)
+class QueryGrid:
+    """Where the occupancy protocol asks: a grid of the levelled frame and the inclination that defines it.
+
+    The defaults are the official KITTI-360 protocol (:data:`X_RANGE`, :data:`Z_RANGE`, one slice in the middle
+    of :data:`Y_RANGE`, 80 x 160 points, 5 degrees). Other worlds may need another window (the synthetic street
+    is wider than KITTI-360's, and its camera is level); lidar reference, prediction and analytic truth always
+    share one grid.
+    """
+
+    x_range: tuple[float, float] = X_RANGE
+    z_range: tuple[float, float] = Z_RANGE
+    y_range: tuple[float, float] = Y_RANGE
+    x_res: int = X_RES
+    z_res: int = Z_RES
+    inclination_deg: float = 5.0
+
+    def cam_to_level(self, dtype=torch.float64) -> Tensor:
+        """(4, 4) cam0 -> levelled frame; exactly the official constants at 5 degrees."""
+        if self.inclination_deg == 5.0:
+            return cam_to_level(dtype)
+        c, s = math.cos(math.radians(self.inclination_deg)), math.sin(math.radians(self.inclination_deg))
+        T = torch.eye(4, dtype=dtype)
+        T[1, 1], T[1, 2], T[2, 1], T[2, 2] = c, s, -s, c
+        return T
+
+    def level_to_cam(self, dtype=torch.float64) -> Tensor:
+        return self.cam_to_level(dtype).transpose(0, 1).contiguous()
+
+    def points(self, dtype=torch.float32) -> Tensor:
+        """The query points (Z * X, 3), x fastest then z: one slice at the middle of ``y_range``."""
+        y = torch.tensor([0.5 * self.y_range[0] + 0.5 * self.y_range[1]])
+        return slice_grid(self.x_range, self.z_range, y, self.x_res, self.z_res, dtype).reshape(-1, 3)
+
+    def volume(self, y_res: int, dtype=torch.float32) -> Tensor:
+        """The grid extended to ``y_res`` slices of ``linspace(y_range)``: (Y * Z * X, 3)."""
+        ys = torch.linspace(self.y_range[0], self.y_range[1], y_res)
+        return slice_grid(self.x_range, self.z_range, ys, self.x_res, self.z_res, dtype).reshape(-1, 3)
+
+    @property
+    def far_dist(self) -> float:
+        """Lidar points this far are kept whatever their height: the grid's farthest corner, as officially
+        (``||(20, -4)||`` for the official grid)."""
+        return math.hypot(max(abs(z) for z in self.z_range), max(abs(x) for x in self.x_range))
+
+    def describe(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 def query_grid(dtype=torch.float32) -> Tensor:
