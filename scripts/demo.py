@@ -58,6 +58,7 @@ class Budget:
     eval_frames: int | None  # None: the whole test split
     volume_y_res: int
     video_frames: int
+    image_indices: tuple[int, ...]  # test-split samples rendered as pictures
     profile_res: tuple[int, int, int]
     world: tuple[str, ...]  # generator options
 
@@ -80,6 +81,7 @@ BUDGETS = {
         eval_frames=None,
         volume_y_res=2,
         video_frames=12,
+        image_indices=(0, 10),
         profile_res=(128, 128, 32),
         world=(),
     ),
@@ -96,6 +98,7 @@ BUDGETS = {
         eval_frames=1,
         volume_y_res=0,
         video_frames=2,
+        image_indices=(0, 1),
         profile_res=(32, 32, 8),
         world=("--small",),
     ),
@@ -286,9 +289,8 @@ def render_media(root: Path, models: dict[str, Path], media: Path, budget: Budge
         out = media / "images" / kind
         if not list(out.glob("*_profile.png")):
             args = ["-m", "synthetic", "-k", kind, "-c", str(models[kind]), "--data-path", data, "--split", "test"]
-            gen_imgs.main(
-                [*args, "--indices", "0", "5", "--out", str(out), "--device", device, "--profile-res", *profile]
-            )
+            args += ["--indices", *(str(i) for i in budget.image_indices), "--out", str(out), "--device", device]
+            gen_imgs.main([*args, "--profile-res", *profile])
         written.extend(sorted(out.glob("*.png")))
     video = media / "kdbts_sequence.mp4"
     if not video.is_file():

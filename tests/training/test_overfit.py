@@ -16,7 +16,7 @@ from models.density_field import make_bts_field
 from models.losses import LossConfig, reconstruction_loss
 
 STEPS = 40
-REQUIRED_FACTOR = 1.5  # photometric loss after STEPS / before; measured: see the assertion message
+REQUIRED_FACTOR = 2.0  # first / best-of-last-5 photometric loss; measured 2.6 (0.0848 -> 0.0325) on the test world
 
 
 def test_bts_overfits_one_fixed_batch(synthetic_root):
