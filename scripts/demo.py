@@ -243,7 +243,7 @@ def evaluate_stage(run: EvalRun, root: Path, checkpoint: Path, out: Path, budget
 
     metrics_file = out / "metrics.json"
     if metrics_file.is_file():
-        return json.loads(metrics_file.read_text())["metrics"]
+        return json.loads(metrics_file.read_text())["summary"]
     depth = run.config.endswith("depth")
     data_path = root / ("KITTI-Raw" if depth else "KITTI-360")
     overrides = [
@@ -266,13 +266,19 @@ def evaluate_stage(run: EvalRun, root: Path, checkpoint: Path, out: Path, budget
 
 
 def evaluate_all(root: Path, models: dict[str, Path], evals: Path, budget: Budget, device: str) -> dict:
+    """Results by row label: the models, then the baselines computed alongside BTS (from BTS's own depth)."""
     results: dict[str, dict] = {}
+    baselines: dict[str, dict] = {}
     for group, runs in (("occupancy", EVAL_RUNS), ("depth", DEPTH_RUNS)):
         for run in runs:
             slug = run.label.lower().replace(",", "").replace(" ", "_")
-            metrics = evaluate_stage(run, root, models[run.model], evals / group / slug, budget, device)
-            results.setdefault(run.label, {}).update({f"{group}/{k}": v for k, v in metrics.items()})
-    return results
+            summary = evaluate_stage(run, root, models[run.model], evals / group / slug, budget, device)
+            model, extra = model_rows(group, summary)
+            results.setdefault(run.label, {}).update(model)
+            if run.model == "bts":
+                for label, row in extra.items():
+                    baselines.setdefault(label, {}).update(row)
+    return {**results, **baselines}
 
 
 # --- stage 4: media --------------------------------------------------------------------------------------------
@@ -307,16 +313,32 @@ def render_media(root: Path, models: dict[str, Path], media: Path, budget: Budge
 
 # --- stage 5: the table ----------------------------------------------------------------------------------------
 
+# (key in the results, column title); results keys are "<protocol>/<reference>/<metric>" of the model's row.
 COLUMNS = (
-    ("occupancy/O_acc", "O_acc (lidar)"),
-    ("occupancy/IE_acc", "IE_acc (lidar)"),
-    ("occupancy/IE_rec", "IE_rec (lidar)"),
-    ("occupancy/analytic/O_acc", "O_acc (exact)"),
-    ("occupancy/analytic/IE_acc", "IE_acc (exact)"),
-    ("occupancy/analytic/IE_rec", "IE_rec (exact)"),
-    ("depth/abs_rel", "abs_rel"),
-    ("depth/a1", "a1"),
+    ("occupancy/lidar/o_acc", "O_acc (lidar)"),
+    ("occupancy/lidar/ie_acc", "IE_acc (lidar)"),
+    ("occupancy/lidar/ie_rec", "IE_rec (lidar)"),
+    ("occupancy/analytic/o_acc", "O_acc (exact)"),
+    ("occupancy/analytic/ie_acc", "IE_acc (exact)"),
+    ("occupancy/analytic/ie_rec", "IE_rec (exact)"),
+    ("occupancy/analytic_volume/ie_acc", "IE_acc (exact 3D)"),
+    ("depth/lidar/abs_rel", "abs_rel"),
+    ("depth/lidar/a1", "a1"),
 )
+
+
+def model_rows(group: str, summary: dict) -> tuple[dict, dict[str, dict]]:
+    """Split an evaluation summary (``<reference>/<method>/<metric>``) into the model's row and baseline rows."""
+    model: dict = {}
+    baselines: dict[str, dict] = {}
+    for key, value in summary.items():
+        parts = key.split("/")
+        if len(parts) != 3:
+            continue
+        reference, method, metric = parts
+        target = model if method == "model" else baselines.setdefault(f"baseline: {method}", {})
+        target[f"{group}/{reference}/{metric}"] = value
+    return model, baselines
 
 
 def results_table(results: dict[str, dict]) -> str:
@@ -327,16 +349,6 @@ def results_table(results: dict[str, dict]) -> str:
         cells = [f"{row[key]:.3f}" if isinstance(row.get(key), float) else "-" for key, _ in present]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def baseline_rows(results: dict[str, dict]) -> dict[str, dict]:
-    """The baselines the occupancy evaluation of BTS computed (``occupancy/baseline/<name>/<metric>``)."""
-    rows: dict[str, dict] = {}
-    for key, value in results.get("BTS", {}).items():
-        parts = key.split("/")
-        if len(parts) >= 4 and parts[0] == "occupancy" and parts[1] == "baseline":
-            rows.setdefault(f"baseline: {parts[2]}", {})["occupancy/" + "/".join(parts[3:])] = value
-    return rows
 
 
 # --- main ------------------------------------------------------------------------------------------------------
@@ -370,7 +382,6 @@ def main(argv=None) -> dict[str, dict] | None:
     print(f"Training on {device} with the '{args.budget}' budget: {asdict(budget)}")
     models = train_all(root, args.runs, budget, device)
     results = evaluate_all(root, models, args.runs / "eval", budget, device)
-    results.update(baseline_rows(results))
     media = render_media(root, models, args.media, budget, device)
 
     table = results_table(results)
