@@ -32,10 +32,8 @@ from utils.inference import (
     encode_input,
     exit_on_input_error,
     input_render_views,
+    model_and_single_input,
     model_density,
-    model_from_args,
-    read_image,
-    single_input,
 )
 from utils.occupancy.grid import transform
 from utils.ply import write_ply
@@ -94,9 +92,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with exit_on_input_error():
-        image = read_image(args.img) if args.img is not None else None
-        loaded = model_from_args(args)
-        view = single_input(args, loaded, image)
+        loaded, view = model_and_single_input(args)
         level_to_cam = loaded.preset.level_to_cam()
         grid = box_grid(args.x_range, args.y_range, args.z_range, args.spacing)  # (N, 3), levelled frame
         density = model_density(loaded, encode_input(loaded, view))

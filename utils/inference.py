@@ -401,6 +401,21 @@ def add_single_input_args(parser: argparse.ArgumentParser) -> None:
     add_dataset_args(parser)
 
 
+def model_and_single_input(args: argparse.Namespace) -> tuple[InferenceModel, InputView]:
+    """The model (:func:`model_from_args`) and the input of :func:`add_single_input_args`; the image is read
+    first, so a wrong path fails before any model is built."""
+    image = read_image(args.img) if args.img is not None else None
+    loaded = model_from_args(args)
+    return loaded, single_input(args, loaded, image)
+
+
+def add_video_args(parser: argparse.ArgumentParser, default_out: str) -> None:
+    """``--fps``, ``--out`` (the MP4 file, default ``default_out``) and ``--frames-dir``."""
+    parser.add_argument("--fps", type=float, default=10.0, help="frames per second (default: %(default)s)")
+    parser.add_argument("--out", type=Path, help=f"MP4 file (default: {default_out})")
+    parser.add_argument("--frames-dir", type=Path, help="also write every frame as a PNG into this folder")
+
+
 def single_input(args: argparse.Namespace, loaded: InferenceModel, image: np.ndarray | None) -> InputView:
     """The input chosen by :func:`add_single_input_args`: ``image`` (``read_image(args.img)``) or the sample."""
     if image is not None:

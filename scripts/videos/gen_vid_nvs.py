@@ -25,13 +25,12 @@ from utils.inference import (
     add_model_args,
     add_picture_args,
     add_single_input_args,
+    add_video_args,
     encode_input,
     exit_on_input_error,
     load_trajectory,
-    model_from_args,
-    read_image,
+    model_and_single_input,
     render_camera,
-    single_input,
 )
 from utils.media import VideoWriter, video_frame
 from utils.visualization import colorize_depth
@@ -45,9 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--trajectory", type=Path, default=DEFAULT_TRAJECTORY, help="N x 4 x 4 poses (.npy)")
     parser.add_argument("--scale", type=float, default=0.75, help="translation scale (default: %(default)s)")
     parser.add_argument("--stride", type=int, default=2, help="use every n-th pose (default: %(default)s)")
-    parser.add_argument("--fps", type=float, default=10.0, help="frames per second (default: %(default)s)")
-    parser.add_argument("--out", type=Path, help="MP4 file (default: media/videos/nvs/<name>.mp4)")
-    parser.add_argument("--frames-dir", type=Path, help="also write every frame as a PNG into this folder")
+    add_video_args(parser, "media/videos/nvs/<name>.mp4")
     add_model_args(parser)
     add_picture_args(parser, profile=False)
     return parser.parse_args(argv)
@@ -58,10 +55,8 @@ def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with exit_on_input_error():
-        image = read_image(args.img) if args.img is not None else None
         poses = load_trajectory(args.trajectory, args.scale, args.stride)  # (N, 4, 4)
-        loaded = model_from_args(args)
-        view = single_input(args, loaded, image)
+        loaded, view = model_and_single_input(args)
         scene = encode_input(loaded, view)
         out = args.out if args.out is not None else Path("media/videos/nvs") / f"{view.name}.mp4"
         with VideoWriter(out, args.fps, args.frames_dir) as video:

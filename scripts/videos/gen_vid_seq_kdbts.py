@@ -25,6 +25,7 @@ from utils.inference import (
     add_dataset_args,
     add_model_args,
     add_picture_args,
+    add_video_args,
     dataset_input,
     exit_on_input_error,
     input_pictures,
@@ -40,9 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--end", type=int, default=None, help="stop before this sample index (default: the end)")
     parser.add_argument("--stride", type=int, default=2, help="use every n-th sample (default: %(default)s)")
     parser.add_argument("--profile", action="store_true", help="add the bird's-eye profile on the right")
-    parser.add_argument("--fps", type=float, default=10.0, help="frames per second (default: %(default)s)")
-    parser.add_argument("--out", type=Path, help="MP4 file (default: media/videos/seq/<dataset>_<kind>_<split>.mp4)")
-    parser.add_argument("--frames-dir", type=Path, help="also write every frame as a PNG into this folder")
+    add_video_args(parser, "media/videos/seq/<dataset>_<kind>_<split>.mp4")
     add_dataset_args(parser)
     add_model_args(parser, default_kind="kdbts")
     add_picture_args(parser, depth_range=(3.0, 30.0))

@@ -26,12 +26,11 @@ from utils.inference import (
     add_model_args,
     add_picture_args,
     add_single_input_args,
+    add_video_args,
     encode_input,
     exit_on_input_error,
-    model_from_args,
-    read_image,
+    model_and_single_input,
     render_camera,
-    single_input,
     transition_cameras,
 )
 from utils.media import VideoWriter, video_frame
@@ -43,9 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_single_input_args(parser)
     parser.add_argument("--frames", type=int, default=30, help="animated frames (default: %(default)s)")
     parser.add_argument("--hold", type=int, default=5, help="extra frames at the top view (default: %(default)s)")
-    parser.add_argument("--fps", type=float, default=10.0, help="frames per second (default: %(default)s)")
-    parser.add_argument("--out", type=Path, help="MP4 file (default: media/videos/transition/<name>.mp4)")
-    parser.add_argument("--frames-dir", type=Path, help="also write every frame as a PNG into this folder")
+    add_video_args(parser, "media/videos/transition/<name>.mp4")
     add_model_args(parser)
     add_picture_args(parser, profile=False)
     return parser.parse_args(argv)
@@ -56,9 +53,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with exit_on_input_error():
-        image = read_image(args.img) if args.img is not None else None
-        loaded = model_from_args(args)
-        view = single_input(args, loaded, image)
+        loaded, view = model_and_single_input(args)
         scene = encode_input(loaded, view)
         out = args.out if args.out is not None else Path("media/videos/transition") / f"{view.name}.mp4"
         cameras = transition_cameras(
