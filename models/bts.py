@@ -169,14 +169,15 @@ class BTSModel(nn.Module):
         head: str | None = None,
     ) -> ViewRender:
         """Render every pixel of ``view_id`` with ``head`` (default ``eval_head``) from the encoding of
-        ``encoder_ids`` (default ``eval_encoder_ids``, those the batch has); deterministic samples, chunked.
+        ``encoder_ids`` (default ``eval_encoder_ids``); deterministic samples, chunked.
 
         Colours come from ``render_ids`` (default: every other view, or view 0 itself for one-view samples).
         """
         B, V, _, H, W = batch.images.shape
         head = self.eval_head if head is None else head
-        if encoder_ids is None:
-            encoder_ids = tuple(i for i in self.eval_encoder_ids if i < V)
+        encoder_ids = self.eval_encoder_ids if encoder_ids is None else tuple(encoder_ids)
+        if max(encoder_ids) >= V:
+            raise ValueError(f"encoder views {list(encoder_ids)} asked for, but the batch has only {V} views")
         if render_ids is None:
             render_ids = tuple(i for i in range(V) if i != view_id) or (view_id,)
         with _geometry_precision(batch.images.device):

@@ -265,7 +265,7 @@ def loader_throughput(root: Path, image_size: tuple[int, int], samples: int, wor
     return result
 
 
-def eval_throughput(root: Path, size: Size, frames: int, workers: int, work_dir: Path) -> dict:
+def eval_throughput(root: Path, size: Size, frames: int, workers: int, work_dir: Path, device: str) -> dict:
     """Frames/s of both protocols on the synthetic world with a random model (cold, then warm lidar cache)."""
     from hydra import compose, initialize_config_dir
 
@@ -278,7 +278,7 @@ def eval_throughput(root: Path, size: Size, frames: int, workers: int, work_dir:
         "allow_random_weights=true",
         f"eval.max_frames={frames}",
         f"num_workers={workers}",
-        "device=cpu" if not _cuda() else "device=auto",
+        f"device={device}",
     ]
     result: dict = {"frames": frames}
     # The lidar protocol alone (no analytic benchmark, baselines or volume), so the cache effect is what shows.
@@ -300,12 +300,6 @@ def eval_throughput(root: Path, size: Size, frames: int, workers: int, work_dir:
         result[f"{key}_frames_per_s"] = frames / elapsed
     result["occupancy_warm_speedup"] = result["occupancy_cold_s"] / result["occupancy_warm_s"]
     return result
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def machine_info(device: str) -> dict:
@@ -397,7 +391,9 @@ def main(argv=None) -> list[dict]:
         )
         print("measuring the evaluation protocols ...", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory() as work:
-            report["eval"] = eval_throughput(args.data_root, size, args.eval_frames, args.loader_workers, Path(work))
+            report["eval"] = eval_throughput(
+                args.data_root, size, args.eval_frames, args.loader_workers, Path(work), device
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(args.out.suffix + ".tmp")
     tmp.write_text(json.dumps(report, indent=2))

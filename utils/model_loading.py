@@ -15,7 +15,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from utils.training.checkpoints import BEST_PREFIX, init_weights, read_checkpoint, rolling_checkpoints
+from utils.training.checkpoints import (
+    BEST_PREFIX,
+    best_checkpoints,
+    init_weights,
+    read_checkpoint,
+    rolling_checkpoints,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +38,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
         return path
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint not found: {path} (give a checkpoint file or a run directory)")
-
-    def score(p: Path) -> float:
-        try:
-            return float(p.stem.rsplit("_", 1)[-1])
-        except ValueError:
-            return float("inf")
-
-    best = sorted(path.glob(f"{BEST_PREFIX}_*.pt"), key=score)
-    found = best or rolling_checkpoints(path)
+    found = best_checkpoints(path) or rolling_checkpoints(path)
     if not found:
         raise FileNotFoundError(f"no {BEST_PREFIX}_*.pt or training_checkpoint_*.pt in the run directory {path}")
     log.info("run directory %s: using %s", path, found[0].name)

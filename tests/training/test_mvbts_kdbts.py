@@ -173,3 +173,9 @@ def test_named_evaluation_view_sets():
         resolve_encoder_views("stereo+fisheye")
     with pytest.raises(ValueError, match="start with view 0"):
         resolve_encoder_views([2, 0])
+
+
+def test_validation_refuses_encoder_views_the_batch_lacks():
+    model = _kdbts(eval_encoder_ids=[0, 2]).eval()
+    with pytest.raises(ValueError, match=r"encoder views \[0, 2\] asked for, but the batch has only 2 views"):
+        model.render_view(_batch(num_views=2, val=True))

@@ -62,6 +62,18 @@ def rolling_checkpoints(directory: Path) -> list[Path]:
     return [p for it, p in sorted(((it, p) for it, p in found if it is not None), reverse=True)]
 
 
+def best_checkpoints(directory: Path) -> list[Path]:
+    """``best_checkpoint_<iteration>_<metric>_<score>.pt`` files in ``directory``, lowest score first."""
+
+    def score(path: Path) -> float:
+        try:
+            return float(path.stem.rsplit("_", 1)[-1])
+        except ValueError:
+            return float("inf")
+
+    return sorted(Path(directory).glob(f"{BEST_PREFIX}_*.pt"), key=score)
+
+
 def read_checkpoint(path: Path, required: tuple[str, ...] = TRAINING_KEYS) -> dict[str, Any]:
     """Load a checkpoint dict on the CPU (``weights_only=True``); raise if it is unreadable or lacks a key."""
     try:

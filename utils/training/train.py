@@ -62,7 +62,7 @@ def setup_model(cfg: DictConfig, device: torch.device) -> nn.Module:
     """The model from ``cfg.model``, optionally initialised from ``init_from``, on ``device`` (DDP if distributed)."""
     model = instantiate(cfg.model)
     if cfg.trainer.init_from is not None:
-        init_weights(model, cfg.trainer.init_from, new_heads=cfg.trainer.get("init_new_heads", ()))
+        init_weights(model, cfg.trainer.init_from, new_heads=cfg.trainer.init_new_heads)
     if idist.get_world_size() > 1:
         # The scale-1..3 output convolutions exist only so that official checkpoints load; they get no gradient.
         return idist.auto_model(model, find_unused_parameters=True)
@@ -106,9 +106,7 @@ def setup_trainer(
     if writer is not None:
         handlers.attach_checkpointing(trainer, writer, state_fn, tcfg.checkpoint_every)
         handlers.attach_best_checkpoint(evaluator, trainer, writer, state_fn)
-    handlers.attach_validation(
-        trainer, evaluator, val_loader, tcfg.validate_every, at_start=tcfg.get("validate_at_start", False)
-    )
+    handlers.attach_validation(trainer, evaluator, val_loader, tcfg.validate_every, at_start=tcfg.validate_at_start)
     tb = None
     if rank0:
         tb = handlers.attach_tensorboard(trainer, evaluator, optimizer, str(output_dir), tcfg.log_every, config_yaml)
