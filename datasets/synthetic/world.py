@@ -127,13 +127,18 @@ class SyntheticWorld:
         origins, dirs = origins.to(torch.float32), dirs.to(torch.float32)
         best = intersect_ground(origins.unbind(-1), dirs.unbind(-1)).contiguous()
         best_id = torch.where(torch.isfinite(best), 0, -1)
-        centres, radii = self.spheres[1:, :3], self.spheres[1:, 3]
+        # Bounding-sphere test as matrix products (no (rays, primitives, 3) temporaries), in float64 so that the
+        # expanded squares lose nothing at street-scale coordinates: with v = c - o,
+        # along = d.v = d.c - d.o and |v|^2 = |c|^2 - 2 o.c + |o|^2.
+        centres, radii = self.spheres[1:, :3].double(), self.spheres[1:, 3].double()
+        centres_sq, radii_sq = (centres * centres).sum(-1), radii * radii
         for start in range(0, len(origins), CAST_CHUNK):
             o, d = origins[start : start + CAST_CHUNK], dirs[start : start + CAST_CHUNK]
-            v = centres[None] - o[:, None]  # (C, M, 3)
-            along = (v * d[:, None]).sum(-1)
-            miss2 = (v * v).sum(-1) - along * along
-            ray_idx, prim = torch.nonzero((miss2 <= radii**2) & (along + radii >= 0), as_tuple=True)
+            o64, d64 = o.double(), d.double()
+            along = d64 @ centres.T - (d64 * o64).sum(-1, keepdim=True)  # (C, M)
+            dist_sq = centres_sq - 2.0 * (o64 @ centres.T) + (o64 * o64).sum(-1, keepdim=True)
+            miss2 = dist_sq - along * along
+            ray_idx, prim = torch.nonzero((miss2 <= radii_sq) & (along + radii >= 0), as_tuple=True)
             prim = prim + 1
             t = torch.full_like(ray_idx, INF, dtype=torch.float32)
             for kind in Kind:

@@ -1,4 +1,4 @@
-"""The on-disk cache of the lidar reference."""
+"""The on-disk cache of model-independent references."""
 
 import torch
 
@@ -41,3 +41,19 @@ def test_disabled_cache_always_computes():
     cache.get("seq", 1, _reference)
     cache.get("seq", 1, _reference)
     assert cache.misses == 2 and cache.path("seq", 1) is None
+
+
+def test_any_kind_of_tensors_round_trips_and_kinds_do_not_collide(tmp_path):
+    cache = ReferenceCache(tmp_path, "kitti_raw", {"data_path": "/x"})
+    depth = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    cache.tensors("exact_depth_l", "drive", 3, lambda: {"depth": depth})
+    cache.tensors("exact_depth_r", "drive", 3, lambda: {"depth": -depth})
+    again = ReferenceCache(tmp_path, "kitti_raw", {"data_path": "/x"})
+    left = again.tensors("exact_depth_l", "drive", 3, lambda: {"depth": torch.zeros(1)})["depth"]
+    right = again.tensors("exact_depth_r", "drive", 3, lambda: {"depth": torch.zeros(1)})["depth"]
+    assert torch.equal(left, depth) and torch.equal(right, -depth)
+    assert again.stats()["by_kind"] == {
+        "exact_depth_l": {"hits": 1, "misses": 0},
+        "exact_depth_r": {"hits": 1, "misses": 0},
+    }
+    assert not list(tmp_path.rglob("*.tmp.npz"))  # written atomically, nothing left behind

@@ -12,19 +12,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from datasets.kitti_raw.depth import eigen_depth
+from datasets.kitti_raw.depth import eigen_depth, garg_crop_mask
 from datasets.sample import Sample
 from datasets.synthetic.drives import kitti_raw_camera_to_world
 from utils.evaluation.common import encode_views, render_depth
 from utils.metrics import depth_metrics, resize_to
+from utils.occupancy.cache import ReferenceCache
 
 
 class DepthEvaluator:
     """Scores one frame at a time against lidar ground truth (and the exact synthetic depth when given)."""
 
-    def __init__(self, cfg, synthetic=None):
+    def __init__(self, cfg, synthetic=None, cache: ReferenceCache | None = None):
         self.cfg = cfg
         self.synthetic = synthetic
+        self.cache = ReferenceCache(None, "", {}) if cache is None else cache  # the exact depth maps
 
     @torch.no_grad()
     def frame(self, model: nn.Module, batch: Sample, head: str, encoder_views: list[int]) -> tuple[dict, None]:
@@ -36,7 +38,13 @@ class DepthEvaluator:
         pred = resize_to(depth, tuple(gt.shape[-2:]))
         row = {f"lidar/model/{k}": v.item() for k, v in depth_metrics(pred, gt, self.cfg.scaling).items()}
         if self.synthetic is not None:
-            exact = self.exact_depth(batch.sequence[0], batch.frame_id[0], batch.is_right[0], tuple(gt.shape[-2:]))
+            sequence, frame_id, is_right = batch.sequence[0], batch.frame_id[0], batch.is_right[0]
+            exact = self.cache.tensors(
+                f"exact_depth_{'r' if is_right else 'l'}",
+                sequence.replace("/", "_"),
+                frame_id,
+                lambda: {"depth": self.exact_depth(sequence, frame_id, is_right, tuple(gt.shape[-2:]))},
+            )["depth"]
             metrics = depth_metrics(pred, exact[None], self.cfg.scaling)
             row.update({f"analytic/model/{k}": v.item() for k, v in metrics.items()})
         return row, None
@@ -52,8 +60,10 @@ class DepthEvaluator:
         cam_to_world = torch.from_numpy(kitti_raw_camera_to_world(synthetic.world, drive, rig, camera)[frame_id])
         K = torch.from_numpy(rig.P_rect[camera][:, :3])
         H, W = size
-        v, u = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
-        pixels = torch.stack([u, v], dim=-1).reshape(-1, 2).to(torch.float64)  # (u, v) pixel centres
-        z = synthetic.world.depth_pinhole(cam_to_world, K, pixels).reshape(H, W).numpy()
+        crop = torch.from_numpy(garg_crop_mask(H, W))  # only these pixels are scored: cast only their rays
+        v, u = torch.nonzero(crop, as_tuple=True)
+        pixels = torch.stack([u, v], dim=-1).to(torch.float64)  # (u, v) pixel centres
+        z = np.zeros((H, W))
+        z[crop.numpy()] = synthetic.world.depth_pinhole(cam_to_world, K, pixels).numpy()
         z = np.where(np.isfinite(z), z, 0.0)
         return torch.from_numpy(eigen_depth(z))

@@ -97,7 +97,7 @@ class OccupancyEvaluator:
         row: dict[str, float] = {"lidar/num_scans": float(ref.num_scans)}
         truth = None
         if self.synthetic is not None:
-            truth = self._analytic(sequence, frame_id, self.points_level)
+            truth = self._analytic(sequence, frame_id, self.points_level, "analytic")
             if "oracle" in cfg.baselines:
                 predictions["oracle"] = truth[0]
         for method, p in predictions.items():
@@ -117,12 +117,20 @@ class OccupancyEvaluator:
         """(4, 4) levelled frame -> synthetic world (through the dataset's cam0 pose)."""
         return self.dataset.cam_to_world(sequence, frame_id, "00") @ self.level_to_cam
 
-    def _analytic(self, sequence: str, frame_id: int, points_level: Tensor) -> tuple[Tensor, Tensor]:
-        """Exact (occupied, visible) of levelled points in the synthetic world."""
-        T = self._level_to_world(sequence, frame_id)
-        points_world = transform(T, points_level.to(torch.float64))
-        world = self.synthetic.world
-        return world.occupied(points_world), analytic_visible(world, points_world, T[:3, 3])
+    def _analytic(self, sequence: str, frame_id: int, points_level: Tensor, kind: str) -> tuple[Tensor, Tensor]:
+        """Exact (occupied, visible) of levelled points in the synthetic world (cached as ``kind``)."""
+
+        def compute() -> dict[str, Tensor]:
+            T = self._level_to_world(sequence, frame_id)
+            points_world = transform(T, points_level.to(torch.float64))
+            world = self.synthetic.world
+            return {
+                "occupied": world.occupied(points_world),
+                "visible": analytic_visible(world, points_world, T[:3, 3]),
+            }
+
+        truth = self.cache.tensors(kind, sequence, frame_id, compute)
+        return truth["occupied"], truth["visible"]
 
     def _analytic_rows(self, predictions, lidar_gt, truth, model, scene, head, sequence, frame_id) -> dict:
         occupied, visible = truth
@@ -132,7 +140,7 @@ class OccupancyEvaluator:
             row.update(_prefixed(f"analytic/{method}", occupancy_metrics(p, gt, visible)))
         if self.cfg.volume_y_res > 0:
             points_level = self.grid.volume(self.cfg.volume_y_res)
-            occ, vis = self._analytic(sequence, frame_id, points_level)
+            occ, vis = self._analytic(sequence, frame_id, points_level, f"analytic_volume{self.cfg.volume_y_res}")
             points_cam = transform(self.level_to_cam, points_level).to(scene.features.device)
             sigma, _ = query_density(model, scene, head, points_cam, self.cfg.query_chunk_size)
             pred = sigma.cpu() > self.cfg.occupancy_threshold

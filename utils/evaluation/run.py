@@ -41,7 +41,8 @@ def make_evaluator(cfg: DictConfig, dataset):
         cache = ReferenceCache(ev.cache_dir, ev.cache_name, params)
         return OccupancyEvaluator(ev, dataset, cache, synthetic)
     if ev.protocol == "depth":
-        return DepthEvaluator(ev, synthetic)
+        params = {"data_path": str(Path(ev.dataset.data_path).resolve()), "split": str(ev.dataset.split_path)}
+        return DepthEvaluator(ev, synthetic, ReferenceCache(ev.cache_dir, ev.cache_name, params))
     raise ValueError(f"eval.protocol must be one of {PROTOCOLS}, got {ev.protocol!r}")
 
 
@@ -105,4 +106,4 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, float]:
 
 def _cache_stats(evaluator) -> dict | None:
     cache = getattr(evaluator, "cache", None)
-    return None if cache is None else {"hits": cache.hits, "misses": cache.misses, "key": cache.key}
+    return None if cache is None else cache.stats()
