@@ -9,11 +9,12 @@ resume from their newest checkpoint):
 
 1. generate the synthetic world (KITTI-360 and KITTI-Raw formats) and print one sample of each loader;
 2. train the MVBTS teacher (``train_synthetic_base``), distil the KDBTS student from it (``train_synthetic_KD``,
-   ``init_from`` the teacher) and train a BTS baseline (``train_synthetic_bts``) for as many iterations as
-   teacher + student together;
-3. evaluate: the occupancy protocol (lidar-derived reference, the analytic ground truth, the "depth" and
-   "depth + 4 m" baselines and the oracle) for BTS, the KDBTS student and the MVBTS teacher (mono and stereo
-   encoder views), and the depth protocol;
+   ``init_from`` the teacher; at this budget with the KITTI-Raw KD recipe: encoder and teacher frozen, no view
+   dropout, only the student head learns, at ``Budget.kd_lr``) and train a BTS baseline (``train_synthetic_bts``)
+   for as many iterations as teacher + student together;
+3. evaluate: the occupancy protocol (lidar-derived reference, the analytic ground truth, the constant "empty" /
+   "occupied" answers, the "depth" and "depth + 4 m" baselines and the oracle) for BTS, the KDBTS student, the
+   MVBTS teacher (mono and stereo encoder views) and an untrained model, and the depth protocol;
 4. render example images (input, depth, bird's-eye profile) and a short video to ``--media``;
 5. print one results table (also ``results.md`` / ``results.json`` in ``--media``).
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,6 +51,7 @@ class Budget:
 
     mvbts_iters: int
     kd_iters: int
+    kd_lr: float  # the student head alone learns (encoder and teacher frozen)
     batch_size: int
     rays: int
     samples: int
@@ -71,7 +74,8 @@ BUDGETS = {
     # 2 CPU cores, < 20 minutes in all (README: measured time).
     "demo": Budget(
         mvbts_iters=150,
-        kd_iters=100,
+        kd_iters=150,
+        kd_lr=1e-3,
         batch_size=2,
         rays=512,
         samples=32,
@@ -89,6 +93,7 @@ BUDGETS = {
     "tiny": Budget(
         mvbts_iters=2,
         kd_iters=2,
+        kd_lr=1e-3,
         batch_size=1,
         rays=64,
         samples=8,
@@ -207,7 +212,16 @@ def train_all(root: Path, runs: Path, budget: Budget, device: str) -> dict[str, 
         "trainer.visualize_profile=false",
     ]
     mvbts = train_stage("MVBTS", "train_synthetic_base", common, runs / "mvbts", budget.mvbts_iters, device)
-    kd = [*common, f"trainer.init_from={mvbts}"]
+    kd = [
+        *common,
+        f"trainer.init_from={mvbts}",
+        # Official KITTI-Raw KD recipe (train_kitti_raw_KD): teacher and encoder fixed, the student head fits the
+        # teacher's densities. Only a small MLP learns, so a larger step than the trunk's 1e-4 is safe here.
+        "model.field.encoder.freeze=true",
+        "model.frozen_heads=[multi_view]",
+        "model.field.heads.multi_view.view_dropout=0.0",
+        f"trainer.optimizer.lr={budget.kd_lr}",
+    ]
     kdbts = train_stage("KDBTS", "train_synthetic_KD", kd, runs / "kdbts", budget.kd_iters, device)
     bts = train_stage("BTS", "train_synthetic_bts", common, runs / "bts", budget.bts_iters, device)
     return {"bts": bts, "mvbts": mvbts, "kdbts": kdbts}
@@ -219,7 +233,7 @@ def train_all(root: Path, runs: Path, budget: Budget, device: str) -> dict[str, 
 @dataclass(frozen=True)
 class EvalRun:
     label: str  # row of the results table
-    model: str  # bts | mvbts | kdbts
+    model: str  # bts | mvbts | kdbts | untrained (BTS architecture, random weights: the trivial learner)
     config: str
     overrides: tuple[str, ...] = ()
 
@@ -229,15 +243,17 @@ EVAL_RUNS = (
     EvalRun("KDBTS student", "kdbts", "eval_synthetic_occ", ("eval_head=single_view",)),
     EvalRun("MVBTS teacher, mono", "mvbts", "eval_synthetic_occ", ("eval_head=multi_view",)),
     EvalRun("MVBTS teacher, stereo", "mvbts", "eval_synthetic_occ_mvbts", ("encoder_views=stereo",)),
+    EvalRun("untrained (random weights)", "untrained", "eval_synthetic_occ"),
 )
 DEPTH_RUNS = (
     EvalRun("BTS", "bts", "eval_synthetic_depth"),
     EvalRun("KDBTS student", "kdbts", "eval_synthetic_depth", ("eval_head=single_view",)),
     EvalRun("MVBTS teacher, mono", "mvbts", "eval_synthetic_depth", ("eval_head=multi_view",)),
+    EvalRun("untrained (random weights)", "untrained", "eval_synthetic_depth"),
 )
 
 
-def evaluate_stage(run: EvalRun, root: Path, checkpoint: Path, out: Path, budget: Budget, device: str) -> dict:
+def evaluate_stage(run: EvalRun, root: Path, checkpoint: Path | None, out: Path, budget: Budget, device: str) -> dict:
     """Metrics of one evaluation (read back from ``metrics.json`` when it already exists)."""
     from utils.evaluation.run import evaluate
 
@@ -246,14 +262,20 @@ def evaluate_stage(run: EvalRun, root: Path, checkpoint: Path, out: Path, budget
         return json.loads(metrics_file.read_text())["summary"]
     depth = run.config.endswith("depth")
     data_path = root / ("KITTI-Raw" if depth else "KITTI-360")
+    if checkpoint is None:  # the untrained row: the BTS architecture of the demo, seeded random weights
+        H, W = budget.image_size
+        model = ["allow_random_weights=true", f"data.image_size=[{H},{W}]", f"model.samples_per_ray={budget.samples}"]
+    else:
+        model = [f"checkpoint={checkpoint}"]
     overrides = [
-        f"checkpoint={checkpoint}",
+        *model,
         f"data.data_path={data_path}",
         f"output_dir={out}",
         f"device={device}",
         "num_workers=1",
+        f"eval.cache_dir={out.parents[1] / 'cache'}",  # model-independent references, shared by every run
         *([] if budget.eval_frames is None else [f"eval.max_frames={budget.eval_frames}"]),
-        *([] if depth else [f"eval.volume_y_res={budget.volume_y_res}", f"eval.cache_dir={out.parent / 'cache'}"]),
+        *([] if depth else [f"eval.volume_y_res={budget.volume_y_res}"]),
         *run.overrides,
     ]
     if depth:
@@ -271,8 +293,8 @@ def evaluate_all(root: Path, models: dict[str, Path], evals: Path, budget: Budge
     baselines: dict[str, dict] = {}
     for group, runs in (("occupancy", EVAL_RUNS), ("depth", DEPTH_RUNS)):
         for run in runs:
-            slug = run.label.lower().replace(",", "").replace(" ", "_")
-            summary = evaluate_stage(run, root, models[run.model], evals / group / slug, budget, device)
+            slug = re.sub(r"[^a-z0-9]+", "_", run.label.lower()).strip("_")
+            summary = evaluate_stage(run, root, models.get(run.model), evals / group / slug, budget, device)
             model, extra = model_rows(group, summary)
             results.setdefault(run.label, {}).update(model)
             if run.model == "bts":
@@ -321,6 +343,8 @@ COLUMNS = (
     ("occupancy/analytic/o_acc", "O_acc (exact)"),
     ("occupancy/analytic/ie_acc", "IE_acc (exact)"),
     ("occupancy/analytic/ie_rec", "IE_rec (exact)"),
+    ("occupancy/analytic/o_auroc", "O_AUROC (exact)"),
+    ("occupancy/analytic/ie_auroc", "IE_AUROC (exact)"),
     ("occupancy/analytic_volume/ie_acc", "IE_acc (exact 3D)"),
     ("depth/lidar/abs_rel", "abs_rel"),
     ("depth/lidar/a1", "a1"),

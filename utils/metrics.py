@@ -102,6 +102,35 @@ def occupancy_metrics(pred: Tensor, gt: Tensor, visible: Tensor) -> dict[str, fl
     }
 
 
+def auroc(score: Tensor, label: Tensor) -> float:
+    """Area under the ROC curve of ``score`` (N,) for the bool ``label`` (N,); NaN when a class is empty.
+
+    The Mann-Whitney statistic with average ranks for ties: the probability that a random positive scores
+    above a random negative, ties counting one half. A constant score gives 0.5; a bool score gives
+    (true-positive rate + true-negative rate) / 2.
+    """
+    positives, total = int(label.sum()), label.numel()
+    negatives = total - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    values, inverse, counts = torch.unique(score.double(), return_inverse=True, return_counts=True)
+    upper = torch.cumsum(counts, 0).double()  # the largest 1-based rank of each distinct value
+    average_rank = (upper - (counts.double() - 1) / 2)[inverse]
+    rank_sum = average_rank[label].sum().item()
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def occupancy_ranking(score: Tensor, gt: Tensor, visible: Tensor) -> dict[str, float]:
+    """Threshold-free companions of :func:`occupancy_metrics` (not part of the official protocol).
+
+    ``o_auroc``: how well ``score`` (e.g. the density) separates occupied from free points over the whole grid;
+    ``ie_auroc``: the same over the points hidden from the camera (scene completion behind occluders). They show
+    what a density field has learnt before its scale crosses the fixed 0.5 threshold.
+    """
+    hidden = ~visible
+    return {"o_auroc": auroc(score, gt), "ie_auroc": auroc(score[hidden], gt[hidden])}
+
+
 class FrameAverage:
     """Average of per-frame metric dicts; NaN values are skipped per metric (official ``MeanMetric``)."""
 

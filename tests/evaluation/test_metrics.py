@@ -95,3 +95,30 @@ def test_frame_average_skips_nan_per_metric():
     # a = (1 + 0.5 + 0) / 3; b skips the NaN frame: (2 + 4) / 2
     assert avg.compute() == {"a": pytest.approx(0.5), "b": 3.0}
     assert avg.counts() == {"a": 3, "b": 2}
+
+
+def test_auroc_by_hand():
+    from utils.metrics import auroc
+
+    labels = torch.tensor([True, False, True, False])
+    # perfect ranking, reversed ranking, one swapped pair (3 of 4 pairs right), constant score
+    assert auroc(torch.tensor([0.9, 0.1, 0.8, 0.2]), labels) == 1.0
+    assert auroc(torch.tensor([0.1, 0.9, 0.2, 0.8]), labels) == 0.0
+    assert auroc(torch.tensor([0.9, 0.1, 0.3, 0.5]), labels) == 0.75
+    assert auroc(torch.full((4,), 0.7), labels) == 0.5
+    # ties between classes count one half: positives {2, 1}, negatives {1, 0} -> (1 + 1 + 0.5 + 1) / 4
+    assert auroc(torch.tensor([2.0, 1.0, 1.0, 0.0]), labels) == 0.875
+    # a bool score is (TPR + TNR) / 2: TPR 1/2, TNR 1
+    assert auroc(torch.tensor([1.0, 0.0, 0.0, 0.0]), labels) == 0.75
+    assert math.isnan(auroc(torch.tensor([0.3, 0.4]), torch.tensor([True, True])))
+
+
+def test_occupancy_ranking_splits_hidden_points():
+    from utils.metrics import occupancy_ranking
+
+    gt = torch.tensor([True, False, True, False])
+    visible = torch.tensor([False, False, True, True])
+    score = torch.tensor([0.9, 0.1, 0.0, 1.0])  # right on the hidden pair, wrong on the visible one
+    ranking = occupancy_ranking(score, gt, visible)
+    # all points: positives {0.9, 0.0} vs negatives {0.1, 1.0}: only 0.9 > 0.1 of the 4 pairs
+    assert ranking == {"ie_auroc": 1.0, "o_auroc": 0.25}

@@ -97,7 +97,11 @@ def test_synthetic_occupancy_eval_end_to_end(synthetic_root, tmp_path):
         f"eval.cache_dir={tmp_path / 'cache'}",
     ]
     summary = evaluate(_compose("eval_synthetic_occ", overrides), tmp_path / "run1")
-    assert summary["analytic/oracle/o_acc"] == 1.0
+    assert summary["analytic/oracle/o_acc"] == 1.0 and summary["analytic/oracle/ie_auroc"] == 1.0
+    # the constant baselines: complementary accuracies, no ranking at all
+    assert summary["analytic/empty/o_acc"] + summary["analytic/occupied/o_acc"] == pytest.approx(1.0)
+    assert summary["analytic/empty/o_auroc"] == summary["analytic/occupied/ie_auroc"] == 0.5
+    assert 0.0 <= summary["analytic/model/ie_auroc"] <= 1.0
     # The synthetic config's +-10 m grid: measured 0.70 on this small world (32-beam lidar, one frame) and 0.93 on
     # the default world (64 beams, 4 frames); the official grid's agreement is tested above.
     assert 0.6 < summary["analytic/lidar_reference/o_acc"] <= 1.0
@@ -136,3 +140,13 @@ def test_synthetic_depth_eval_end_to_end(synthetic_root, tmp_path):
     cached = json.loads((tmp_path / "run2" / "metrics.json").read_text())["cache"]
     assert (cached["hits"], cached["misses"]) == (1, 0)
     assert again == pytest.approx(summary, nan_ok=True)
+
+
+def test_unknown_baseline_is_a_clear_error(world_frame):
+    dataset, synthetic, _, _, _ = world_frame
+    cfg = OmegaConf.create({"baselines": ["depth", "deph"], "volume_y_res": 0})
+    with pytest.raises(ValueError, match=r"unknown \['deph'\]"):
+        OccupancyEvaluator(cfg, dataset, ReferenceCache(None, "synthetic", {}), synthetic)
+    cfg = OmegaConf.create({"baselines": ["oracle"], "volume_y_res": 0})
+    with pytest.raises(ValueError, match="needs the synthetic world"):
+        OccupancyEvaluator(cfg, dataset, ReferenceCache(None, "synthetic", {}), None)

@@ -2,11 +2,16 @@
 
 Benchmarks written per frame (``<benchmark>/<method>/<metric>``):
 
-* ``lidar``: against the official lidar reference; methods ``model`` and the baselines ``depth``
-  (occupied behind the model's depth), ``depth_4m`` (only up to 4 m behind), ``oracle`` (synthetic world).
+* ``lidar``: against the official lidar reference; methods ``model`` and the baselines ``empty`` / ``occupied``
+  (constant answers), ``depth`` (occupied behind the model's depth), ``depth_4m`` (only up to 4 m behind),
+  ``oracle`` (the exact occupancy, synthetic world).
 * ``analytic`` (synthetic world): against the exact occupancy and visibility on the same grid; also scores
   the lidar reference itself (``lidar_reference``), showing what the lidar protocol costs a perfect model.
 * ``analytic_volume`` (synthetic world): the model against the truth on ``volume_y_res`` slices.
+
+Besides the protocol's thresholded metrics every method also gets ``o_auroc`` / ``ie_auroc``
+(:func:`utils.metrics.occupancy_ranking`): how well its score (the model's density) ranks occupied above free
+points, which shows learning before the density crosses the fixed 0.5 threshold.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from torch import Tensor, nn
 
 from datasets.sample import Sample
 from utils.evaluation.common import encode_views, query_density, render_depth
-from utils.metrics import occupancy_metrics
+from utils.metrics import occupancy_metrics, occupancy_ranking
 from utils.occupancy.cache import ReferenceCache
 from utils.occupancy.grid import QueryGrid, transform
 from utils.occupancy.lidar import LidarReference, lidar_reference
@@ -30,6 +35,9 @@ from utils.occupancy.protocol import (
     reference_occupancy,
     visible_from_depth,
 )
+
+# Reference points for the model's rows: constant answers, occupancy from the model's own depth, the truth.
+BASELINES = ("empty", "occupied", "depth", "depth_4m", "oracle")
 
 
 @dataclass
@@ -64,6 +72,11 @@ class OccupancyEvaluator:
         self.dataset = dataset
         self.cache = cache
         self.synthetic = synthetic
+        unknown = set(cfg.get("baselines") or ()) - set(BASELINES)
+        if unknown:
+            raise ValueError(f"eval.baselines: unknown {sorted(unknown)}; choose from {list(BASELINES)}")
+        if "oracle" in (cfg.get("baselines") or ()) and synthetic is None:
+            raise ValueError("eval.baselines: 'oracle' needs the synthetic world (eval.analytic=true)")
         grid = cfg.get("grid") or {}  # absent: the official grid
         self.grid = QueryGrid(**{k: v if isinstance(v, int | float) else tuple(v) for k, v in grid.items()})
         self.points_level = self.grid.points()  # (P, 3)
@@ -90,6 +103,10 @@ class OccupancyEvaluator:
         gt, visible = reference_occupancy(ref.occupied, ref.visible, visible_pred)
 
         predictions = {"model": pred}
+        if "empty" in cfg.baselines:
+            predictions["empty"] = torch.zeros_like(pred)
+        if "occupied" in cfg.baselines:
+            predictions["occupied"] = torch.ones_like(pred)
         if "depth" in cfg.baselines:
             predictions["depth"] = depth_baseline(self.points_level, self.level_to_cam, K_norm, depth)
         if "depth_4m" in cfg.baselines:
@@ -100,10 +117,13 @@ class OccupancyEvaluator:
             truth = self._analytic(sequence, frame_id, self.points_level, "analytic")
             if "oracle" in cfg.baselines:
                 predictions["oracle"] = truth[0]
+        # Scores for the threshold-free ranking metrics: the model's density, the baselines' 0/1 decisions.
+        scores = {method: sigma.cpu() if method == "model" else p.float() for method, p in predictions.items()}
         for method, p in predictions.items():
             row.update(_prefixed(f"lidar/{method}", occupancy_metrics(p, gt, visible)))
+            row.update(_prefixed(f"lidar/{method}", occupancy_ranking(scores[method], gt, visible)))
         if truth is not None:
-            row.update(self._analytic_rows(predictions, gt, truth, model, scene, head, sequence, frame_id))
+            row.update(self._analytic_rows(predictions, scores, gt, truth, model, scene, head, sequence, frame_id))
 
         maps = {"prediction": pred, "reference": gt, "visible": visible}
         frame_maps = FrameMaps(
@@ -132,12 +152,14 @@ class OccupancyEvaluator:
         truth = self.cache.tensors(kind, sequence, frame_id, compute)
         return truth["occupied"], truth["visible"]
 
-    def _analytic_rows(self, predictions, lidar_gt, truth, model, scene, head, sequence, frame_id) -> dict:
+    def _analytic_rows(self, predictions, scores, lidar_gt, truth, model, scene, head, sequence, frame_id) -> dict:
         occupied, visible = truth
         gt = occupied & ~visible
         row = {}
         for method, p in {**predictions, "lidar_reference": lidar_gt}.items():
             row.update(_prefixed(f"analytic/{method}", occupancy_metrics(p, gt, visible)))
+            score = scores.get(method, p.float())
+            row.update(_prefixed(f"analytic/{method}", occupancy_ranking(score, gt, visible)))
         if self.cfg.volume_y_res > 0:
             points_level = self.grid.volume(self.cfg.volume_y_res)
             occ, vis = self._analytic(sequence, frame_id, points_level, f"analytic_volume{self.cfg.volume_y_res}")
@@ -145,6 +167,7 @@ class OccupancyEvaluator:
             sigma, _ = query_density(model, scene, head, points_cam, self.cfg.query_chunk_size)
             pred = sigma.cpu() > self.cfg.occupancy_threshold
             row.update(_prefixed("analytic_volume/model", occupancy_metrics(pred, occ & ~vis, vis)))
+            row.update(_prefixed("analytic_volume/model", occupancy_ranking(sigma.cpu(), occ & ~vis, vis)))
         return row
 
 
