@@ -141,10 +141,12 @@ class ImageEncoder(nn.Module):
         num_ch_dec: tuple[int, ...] = DEFAULT_NUM_CH_DEC,
         pretrained: bool = True,
         freeze: bool = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.resnet_layers = resnet_layers
         self.d_out = d_out
+        self.channels_last = channels_last
         self.backbone = build_resnet(resnet_layers, pretrained)
         decoder_channels = tuple(max(c, d_out) for c in num_ch_dec)
         self.decoder = Decoder(pyramid_channels(resnet_layers), decoder_channels, d_out)
@@ -152,6 +154,10 @@ class ImageEncoder(nn.Module):
         # stay out of the optimizer's way and DDP does not wait for them.
         self.backbone.fc.requires_grad_(False)
         self.decoder.output_convs[1:].requires_grad_(False)
+        if channels_last:
+            # NHWC convolutions: what cuDNN's bf16 tensor-core kernels want. On CPU (oneDNN) it measured slower
+            # (README, performance), so it is off by default. Outputs are identical up to float rounding.
+            self.to(memory_format=torch.channels_last)
         if freeze:
             # As officially: no gradients; BatchNorm statistics still follow the module's train/eval mode.
             self.requires_grad_(False)
@@ -175,7 +181,11 @@ class ImageEncoder(nn.Module):
         x = ((images * 0.5 + 0.5) - IMAGE_MEAN) / IMAGE_STD
         if flip:
             x = torch.flip(x, dims=[-1])
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         features = self.decoder(self.pyramid(x))
+        if self.channels_last:
+            features = features.contiguous()  # the feature sampling (grid_sample) reads plain NCHW
         return torch.flip(features, dims=[-1]) if flip else features
 
 

@@ -79,3 +79,14 @@ def test_pretrained_offline_raises_clear_error(monkeypatch):
 def test_unknown_depth_is_rejected():
     with pytest.raises(ValueError, match="resnet_layers"):
         ImageEncoder(resnet_layers=20, pretrained=False)
+
+
+def test_channels_last_trunk_gives_the_same_features(encoder):
+    nhwc = ImageEncoder(resnet_layers=18, pretrained=False, channels_last=True).eval()
+    nhwc.load_state_dict(encoder.state_dict())
+    assert nhwc.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    images = torch.rand(2, 3, 64, 96) * 2 - 1
+    with torch.no_grad():
+        expected, features = encoder(images, flip=True), nhwc(images, flip=True)
+    assert features.is_contiguous()  # plain NCHW for the feature sampling
+    torch.testing.assert_close(features, expected, rtol=1e-4, atol=1e-4)

@@ -24,10 +24,12 @@ def test_tiny_benchmark_writes_json_and_a_table(tmp_path, capsys):
         "bf16": False,
         "warmup": 1,
         "iters": 2,
+        "channels_last": False,
+        "compile": False,
     }
     assert len(result["train_step_s_all"]) == 2
     assert min(result["train_step_s_all"]) <= result["train_step_s_median"] <= max(result["train_step_s_all"])
-    assert result["render_image_s"] > 0
+    assert result["render_image_s"] > 0 and result["gen_img_custom_s"] > 0
     assert result["memory_kind"] == "cpu_peak_rss" and result["peak_memory_mb"] >= result["baseline_rss_mb"] > 0
     assert result["parameters"] > 10_000_000  # ResNet-18 trunk + decoder + head
     bts, mvbts, kdbts = (r["parameters"] for r in report["results"])
@@ -81,6 +83,7 @@ def test_loader_and_eval_figures_on_the_synthetic_world(synthetic_root, tmp_path
     # The session's world has no preprocessed cache at this size: a note instead of a number.
     assert loader["cache_samples_per_s"] is None and loader["cache_note"]
     ev = report["eval"]
-    for key in ("occupancy_cold", "occupancy_warm", "depth"):
+    for key in ("occupancy_cold", "occupancy_warm", "depth_cold", "depth_warm"):
         assert ev[f"{key}_s"] > 0 and ev[f"{key}_frames_per_s"] == pytest.approx(1 / ev[f"{key}_s"])
     assert ev["occupancy_warm_speedup"] == pytest.approx(ev["occupancy_cold_s"] / ev["occupancy_warm_s"])
+    assert ev["depth_warm_speedup"] == pytest.approx(ev["depth_cold_s"] / ev["depth_warm_s"])

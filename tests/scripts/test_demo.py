@@ -39,6 +39,10 @@ def test_the_whole_story_at_tiny_size_and_a_rerun_resumes(synthetic_root, tmp_pa
     for label in ("BTS", "KDBTS student", "MVBTS teacher, mono"):
         assert results[label]["depth/lidar/abs_rel"] > 0
     assert results["baseline: oracle"]["occupancy/analytic/o_acc"] == 1.0
+    # the trivial references: constant answers rank nothing, the untrained model is scored like the others
+    assert results["baseline: empty"]["occupancy/analytic/o_auroc"] == 0.5
+    untrained = results["untrained (random weights)"]
+    assert untrained["depth/lidar/abs_rel"] > 0 and 0.0 <= untrained["occupancy/analytic/ie_auroc"] <= 1.0
     assert "occupancy/lidar/o_acc" in results["baseline: depth"] and "baseline: depth_4m" in results
     # media and the table
     assert len(list((media / "images" / "kdbts").glob("*_profile.png"))) == len(budget.image_indices)

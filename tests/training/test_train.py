@@ -177,3 +177,13 @@ def test_output_dir_defaults_to_hydras_run_dir():
 
     with pytest.raises(ValueError, match="Hydra run directory"):
         resolve_output_dir(cfg.trainer)
+
+
+def test_compile_option_compiles_only_the_encoder_in_place(tmp_path, monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(self))
+    plain = setup_model(tiny_config(tmp_path / "plain"), torch.device("cpu"))
+    assert compiled == []
+    model = setup_model(tiny_config(tmp_path / "compiled", "trainer.compile=true"), torch.device("cpu"))
+    assert compiled == [model.field.encoder]
+    assert list(model.state_dict()) == list(plain.state_dict())  # checkpoints keep their keys

@@ -63,6 +63,11 @@ def setup_model(cfg: DictConfig, device: torch.device) -> nn.Module:
     model = instantiate(cfg.model)
     if cfg.trainer.init_from is not None:
         init_weights(model, cfg.trainer.init_from, new_heads=cfg.trainer.init_new_heads)
+    if cfg.trainer.compile:
+        # Only the convolutional trunk: fixed shapes, one graph. Rays, sampling and compositing have data-dependent
+        # shapes and stay eager. ``Module.compile`` works in place, so state_dict keys (checkpoints) do not change.
+        log.info("compiling the image encoder with torch.compile (the first iterations are slow)")
+        model.field.encoder.compile()
     if idist.get_world_size() > 1:
         # The scale-1..3 output convolutions exist only so that official checkpoints load; they get no gradient.
         return idist.auto_model(model, find_unused_parameters=True)
