@@ -156,10 +156,13 @@ class OccupancyEvaluator:
         occupied, visible = truth
         gt = occupied & ~visible
         row = {}
-        for method, p in {**predictions, "lidar_reference": lidar_gt}.items():
+        predictions, scores = (
+            {**predictions, "lidar_reference": lidar_gt},
+            {**scores, "lidar_reference": lidar_gt.float()},
+        )
+        for method, p in predictions.items():
             row.update(_prefixed(f"analytic/{method}", occupancy_metrics(p, gt, visible)))
-            score = scores.get(method, p.float())
-            row.update(_prefixed(f"analytic/{method}", occupancy_ranking(score, gt, visible)))
+            row.update(_prefixed(f"analytic/{method}", occupancy_ranking(scores[method], gt, visible)))
         if self.cfg.volume_y_res > 0:
             points_level = self.grid.volume(self.cfg.volume_y_res)
             occ, vis = self._analytic(sequence, frame_id, points_level, f"analytic_volume{self.cfg.volume_y_res}")
