@@ -242,7 +242,13 @@ EVAL_RUNS = (
     EvalRun("BTS", "bts", "eval_synthetic_occ"),
     EvalRun("KDBTS student", "kdbts", "eval_synthetic_occ", ("eval_head=single_view",)),
     EvalRun("MVBTS teacher, mono", "mvbts", "eval_synthetic_occ", ("eval_head=multi_view",)),
-    EvalRun("MVBTS teacher, stereo", "mvbts", "eval_synthetic_occ_mvbts", ("encoder_views=stereo",)),
+    # stereo = views [0, 2], the same indices with or without the fisheyes: skip loading them
+    EvalRun(
+        "MVBTS teacher, stereo",
+        "mvbts",
+        "eval_synthetic_occ_mvbts",
+        ("encoder_views=stereo", "eval.dataset.return_fisheye=false"),
+    ),
     EvalRun("untrained (random weights)", "untrained", "eval_synthetic_occ"),
 )
 DEPTH_RUNS = (

@@ -71,20 +71,22 @@ def write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
-def save_maps(folder: Path, name: str, maps: dict[str, np.ndarray]) -> Path:
-    """A side-by-side bird's-eye picture (far at the top) of boolean (Z, X) maps."""
-    import matplotlib
+def save_maps(folder: Path, name: str, maps: dict[str, np.ndarray], scale: int = 2) -> Path:
+    """A side-by-side bird's-eye picture (far at the top) of boolean (Z, X) maps, each under its title.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn with OpenCV (a few milliseconds; matplotlib cost more than the model on a cached evaluation).
+    """
+    import cv2
 
+    panels = []
+    for title, values in maps.items():
+        image = np.repeat(np.repeat(values.astype(np.uint8) * 255, scale, axis=0), scale, axis=1)
+        bar = np.full((24, image.shape[1]), 225, np.uint8)
+        cv2.putText(bar, title, (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 0, 1, cv2.LINE_AA)
+        panels.append(np.concatenate([bar, image], axis=0))
+        panels.append(np.full((panels[-1].shape[0], 6), 128, np.uint8))  # a grey gap: white panels stay apart
     folder.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, len(maps), figsize=(2.2 * len(maps), 4))
-    for ax, (title, values) in zip(np.atleast_1d(axes), maps.items(), strict=True):
-        ax.imshow(values.astype(np.float32), cmap="gray", vmin=0, vmax=1, interpolation="none")
-        ax.set_title(title)
-        ax.set_axis_off()
     path = folder / f"{name}.png"
-    fig.savefig(path, dpi=80, bbox_inches="tight")
-    plt.close(fig)
+    if not cv2.imwrite(str(path), np.concatenate(panels[:-1], axis=1)):
+        raise OSError(f"could not write {path}")
     return path
