@@ -73,8 +73,8 @@ class Budget:
 BUDGETS = {
     # 2 CPU cores, < 20 minutes in all (README: measured time).
     "demo": Budget(
-        mvbts_iters=150,
-        kd_iters=150,
+        mvbts_iters=120,
+        kd_iters=120,
         kd_lr=1e-3,
         batch_size=2,
         rays=512,
