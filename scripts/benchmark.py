@@ -152,7 +152,7 @@ def run_case(case: Case) -> CaseResult:
     """Time one case in this process (the caller gives each case a fresh process)."""
     import torch
 
-    from utils.training.steps import make_train_step
+    from utils.training.steps import autocast, make_train_step
 
     torch.manual_seed(0)
     device = torch.device(case.device)
@@ -189,7 +189,7 @@ def run_case(case: Case) -> CaseResult:
     one = make_batch(1, size.image_size, torch.Generator().manual_seed(1)).to(device)
     sync()
     start = time.perf_counter()
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=case.bf16 and device.type == "cuda"):
+    with autocast(device, case.bf16):
         model.render_view(one, view_id=0, render_ids=(1,))
     sync()
     render_s = time.perf_counter() - start
@@ -216,14 +216,13 @@ def run_case(case: Case) -> CaseResult:
 def gen_img_custom_time(model, size: Size, device, bf16: bool, sync) -> float:
     """Seconds for one image through the ``gen_img_custom`` path (model already loaded and warm): read the example
     image, resize, encode, render the depth picture and the 256 x 256 x 64 bird's-eye profile."""
-    import torch
-
     from utils.inference import PRESETS, InferenceModel, image_input, input_pictures, read_image
+    from utils.training.steps import autocast
 
     loaded = InferenceModel(model, model.eval_head, size.image_size, PRESETS["KITTI-360"], device)
     sync()
     start = time.perf_counter()
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+    with autocast(device, bf16):
         view = image_input(read_image(REPO / "media" / "example" / "0000.png"), "0000", loaded)
         input_pictures(loaded, view)
     sync()

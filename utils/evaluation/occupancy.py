@@ -72,10 +72,11 @@ class OccupancyEvaluator:
         self.dataset = dataset
         self.cache = cache
         self.synthetic = synthetic
-        unknown = set(cfg.get("baselines") or ()) - set(BASELINES)
+        self.baselines = tuple(cfg.get("baselines") or ())
+        unknown = set(self.baselines) - set(BASELINES)
         if unknown:
             raise ValueError(f"eval.baselines: unknown {sorted(unknown)}; choose from {list(BASELINES)}")
-        if "oracle" in (cfg.get("baselines") or ()) and synthetic is None:
+        if "oracle" in self.baselines and synthetic is None:
             raise ValueError("eval.baselines: 'oracle' needs the synthetic world (eval.analytic=true)")
         grid = cfg.get("grid") or {}  # absent: the official grid
         self.grid = QueryGrid(**{k: v if isinstance(v, int | float) else tuple(v) for k, v in grid.items()})
@@ -90,8 +91,8 @@ class OccupancyEvaluator:
         sequence, frame_id = batch.sequence[0], batch.frame_id[0]
         scene = encode_views(model, batch, encoder_views)
         depth = render_depth(model, batch, scene, head, cfg.ray_chunk_size)[0].cpu()  # (H, W)
-        sigma, _ = query_density(model, scene, head, self.points_cam.to(device), cfg.query_chunk_size)
-        pred = sigma.cpu() > cfg.occupancy_threshold
+        sigma = query_density(model, scene, head, self.points_cam.to(device), cfg.query_chunk_size)[0].cpu()
+        pred = sigma > cfg.occupancy_threshold
 
         K_norm = batch.K_norm[0, 0].cpu()
         visible_pred = visible_from_depth(self.points_level, self.level_to_cam, K_norm, depth)
@@ -103,22 +104,22 @@ class OccupancyEvaluator:
         gt, visible = reference_occupancy(ref.occupied, ref.visible, visible_pred)
 
         predictions = {"model": pred}
-        if "empty" in cfg.baselines:
+        if "empty" in self.baselines:
             predictions["empty"] = torch.zeros_like(pred)
-        if "occupied" in cfg.baselines:
+        if "occupied" in self.baselines:
             predictions["occupied"] = torch.ones_like(pred)
-        if "depth" in cfg.baselines:
+        if "depth" in self.baselines:
             predictions["depth"] = depth_baseline(self.points_level, self.level_to_cam, K_norm, depth)
-        if "depth_4m" in cfg.baselines:
+        if "depth_4m" in self.baselines:
             predictions["depth_4m"] = depth_baseline(self.points_level, self.level_to_cam, K_norm, depth, DEPTH_PLUS)
         row: dict[str, float] = {"lidar/num_scans": float(ref.num_scans)}
         truth = None
         if self.synthetic is not None:
             truth = self._analytic(sequence, frame_id, self.points_level, "analytic")
-            if "oracle" in cfg.baselines:
+            if "oracle" in self.baselines:
                 predictions["oracle"] = truth[0]
         # Scores for the threshold-free ranking metrics: the model's density, the baselines' 0/1 decisions.
-        scores = {method: sigma.cpu() if method == "model" else p.float() for method, p in predictions.items()}
+        scores = {method: sigma if method == "model" else p.float() for method, p in predictions.items()}
         for method, p in predictions.items():
             row.update(_prefixed(f"lidar/{method}", occupancy_metrics(p, gt, visible)))
             row.update(_prefixed(f"lidar/{method}", occupancy_ranking(scores[method], gt, visible)))
@@ -167,10 +168,10 @@ class OccupancyEvaluator:
             points_level = self.grid.volume(self.cfg.volume_y_res)
             occ, vis = self._analytic(sequence, frame_id, points_level, f"analytic_volume{self.cfg.volume_y_res}")
             points_cam = transform(self.level_to_cam, points_level).to(scene.features.device)
-            sigma, _ = query_density(model, scene, head, points_cam, self.cfg.query_chunk_size)
-            pred = sigma.cpu() > self.cfg.occupancy_threshold
+            sigma = query_density(model, scene, head, points_cam, self.cfg.query_chunk_size)[0].cpu()
+            pred = sigma > self.cfg.occupancy_threshold
             row.update(_prefixed("analytic_volume/model", occupancy_metrics(pred, occ & ~vis, vis)))
-            row.update(_prefixed("analytic_volume/model", occupancy_ranking(sigma.cpu(), occ & ~vis, vis)))
+            row.update(_prefixed("analytic_volume/model", occupancy_ranking(sigma, occ & ~vis, vis)))
         return row
 
 
