@@ -1,13 +1,15 @@
-"""What every protocol needs: encoding the chosen views, full-image depth, chunked density queries."""
+"""What every protocol needs: encoding the chosen views, image depth, chunked density queries."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 from datasets.sample import Sample
 from models.density_field import EncodedScene
-from models.rays import ImageRaySampler, distance_to_z
+from models.rays import ImageRaySampler, distance_to_z, rays_from_pixels
 from models.rendering import RenderViews, render_rays_chunked
 from utils.geometry import invert_rigid
 
@@ -37,13 +39,44 @@ def encode_views(model: nn.Module, batch: Sample, encoder_views: list[int]) -> E
     return EncodedScene(features=scene.features.float(), K_norm=scene.K_norm, world_to_cam=scene.world_to_cam)
 
 
+def pixels_read(read: Callable[[Tensor], Tensor], height: int, width: int) -> Tensor:
+    """Flat indices (R,), sorted and unique, of the pixels of an (H, W) map that ``read`` looks at.
+
+    ``read`` is the protocol's own lookup (a nearest ``grid_sample``, a nearest resize plus a mask ...); it is
+    applied to a map holding every pixel's own index, so the set is exactly the protocol's, rounding included.
+    The indices travel as float32 in such lookups, exact below 2**24 pixels.
+    """
+    if height * width >= 2**24:
+        raise ValueError(f"a {height}x{width} map has too many pixels to index exactly in float32")
+    index = torch.arange(height * width, dtype=torch.float64).view(height, width)
+    return read(index).long().unique()
+
+
 @torch.no_grad()
-def render_depth(model: nn.Module, batch: Sample, scene: EncodedScene, head: str, ray_chunk_size: int) -> Tensor:
-    """Camera z-depth (B, H, W) of view 0 from every pixel's ray (``ImageRaySampler``, deterministic samples)."""
+def render_depth(
+    model: nn.Module,
+    batch: Sample,
+    scene: EncodedScene,
+    head: str,
+    ray_chunk_size: int,
+    pixels: Tensor | None = None,
+) -> Tensor:
+    """Camera z-depth (B, H, W) of view 0 rendered through each pixel (deterministic samples).
+
+    ``pixels`` (R,) flat indices (see :func:`pixels_read`) renders only those rays and leaves NaN elsewhere: each
+    ray is rendered on its own, so those pixels equal the full render's while the protocols that read a few
+    pixels (the occupancy visibility test, sparse lidar ground truth) skip the rest of the image.
+    """
     B, _, _, H, W = batch.images.shape
     cam_to_world = relative_poses(batch)
     sampler = ImageRaySampler(H, W, model.z_near, model.z_far)
-    rays = sampler(batch.K_norm, cam_to_world, view_id=0)  # (B, H W)
+    if pixels is None:
+        rays = sampler(batch.K_norm, cam_to_world, view_id=0)  # (B, H W)
+    else:
+        pixels = pixels.to(batch.K_norm.device)
+        rows_cols = torch.stack([pixels // W, pixels % W], dim=-1)[None].expand(B, -1, -1)  # (B, R, 2)
+        view_ids = torch.zeros(rows_cols.shape[:2], dtype=torch.long, device=pixels.device)
+        rays = rays_from_pixels(rows_cols, view_ids, batch.K_norm, cam_to_world, H, W, model.z_near, model.z_far)
     views = RenderViews(  # colours are not needed for depth; view 0 keeps the renderer's contract
         colors=batch.images[:, :1].float() * 0.5 + 0.5,
         K_norm=batch.K_norm[:, :1],
@@ -57,7 +90,12 @@ def render_depth(model: nn.Module, batch: Sample, scene: EncodedScene, head: str
         samples_per_ray=model.samples_per_ray,
         deterministic=True,
     )
-    return sampler.to_image(distance_to_z(out.depth, rays.directions_cam))  # (B, H, W)
+    z = distance_to_z(out.depth, rays.directions_cam)  # (B, R)
+    if pixels is None:
+        return sampler.to_image(z)
+    image = z.new_full((B, H * W), float("nan"))
+    image[:, pixels] = z
+    return image.view(B, H, W)
 
 
 @torch.no_grad()

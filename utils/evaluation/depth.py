@@ -1,9 +1,9 @@
 """The KITTI Eigen depth protocol for one frame (REFERENCE 7.2), plus the exact synthetic benchmark.
 
-Full-image render of view 0, distance -> z, nearest upsampling to the ground-truth size (the Garg crop is
-already in the ground truth), optional per-image scaling, clamp to [1e-3, 80]. On the synthetic world,
-``analytic`` also scores the prediction against the exact dense depth at the same resolution (Eigen range
-and Garg crop applied the same way).
+Render of view 0, distance -> z, nearest upsampling to the ground-truth size (the Garg crop is already in the
+ground truth), optional per-image scaling, clamp to [1e-3, 80]. On the synthetic world, ``analytic`` also scores
+the prediction against the exact dense depth at the same resolution (Eigen range and Garg crop applied the same
+way). Only the pixels that some scored ground-truth pixel reads are rendered: the others cannot change a metric.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from datasets.kitti_raw.depth import eigen_depth, garg_crop_mask
 from datasets.sample import Sample
 from datasets.synthetic.drives import kitti_raw_camera_to_world
-from utils.evaluation.common import encode_views, render_depth
+from utils.evaluation.common import encode_views, pixels_read, render_depth
 from utils.metrics import depth_metrics, resize_to
 from utils.occupancy.cache import ReferenceCache
 
@@ -32,19 +32,26 @@ class DepthEvaluator:
     def frame(self, model: nn.Module, batch: Sample, head: str, encoder_views: list[int]) -> tuple[dict, None]:
         if batch.depth is None:
             raise ValueError("depth evaluation needs ground truth: build the dataset with return_depth=true")
-        scene = encode_views(model, batch, encoder_views)
-        depth = render_depth(model, batch, scene, head, self.cfg.ray_chunk_size).float().cpu()  # (1, H, W)
         gt = batch.depth[:, 0].float().cpu()  # (1, H_gt, W_gt)
-        pred = resize_to(depth, tuple(gt.shape[-2:]))
-        row = {f"lidar/model/{k}": v.item() for k, v in depth_metrics(pred, gt, self.cfg.scaling).items()}
+        size = tuple(gt.shape[-2:])
+        exact = None
         if self.synthetic is not None:
             sequence, frame_id, is_right = batch.sequence[0], batch.frame_id[0], batch.is_right[0]
             exact = self.cache.tensors(
                 f"exact_depth_{'r' if is_right else 'l'}",
                 sequence.replace("/", "_"),
                 frame_id,
-                lambda: {"depth": self.exact_depth(sequence, frame_id, is_right, tuple(gt.shape[-2:]))},
+                lambda: {"depth": self.exact_depth(sequence, frame_id, is_right, size)},
             )["depth"]
+        # Only pixels that some ground-truth pixel reads after the nearest upsampling are scored: render those.
+        scored = gt[0] > 0 if exact is None else (gt[0] > 0) | (exact > 0)
+        H, W = batch.images.shape[-2:]
+        pixels = pixels_read(lambda index: resize_to(index[None], size)[0][scored], H, W)
+        scene = encode_views(model, batch, encoder_views)
+        depth = render_depth(model, batch, scene, head, self.cfg.ray_chunk_size, pixels).float().cpu()  # (1, H, W)
+        pred = resize_to(depth, size)
+        row = {f"lidar/model/{k}": v.item() for k, v in depth_metrics(pred, gt, self.cfg.scaling).items()}
+        if exact is not None:
             metrics = depth_metrics(pred, exact[None], self.cfg.scaling)
             row.update({f"analytic/model/{k}": v.item() for k, v in metrics.items()})
         return row, None

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from datasets.sample import Sample
-from utils.evaluation.common import encode_views, query_density, render_depth
+from utils.evaluation.common import encode_views, pixels_read, query_density, render_depth
 from utils.metrics import occupancy_metrics, occupancy_ranking
 from utils.occupancy.cache import ReferenceCache
 from utils.occupancy.grid import QueryGrid, transform
@@ -31,7 +31,9 @@ from utils.occupancy.lidar import LidarReference, lidar_reference
 from utils.occupancy.protocol import (
     DEPTH_PLUS,
     analytic_visible,
+    depth_at_points,
     depth_baseline,
+    project_points,
     reference_occupancy,
     visible_from_depth,
 )
@@ -90,11 +92,15 @@ class OccupancyEvaluator:
         cfg, device = self.cfg, batch.images.device
         sequence, frame_id = batch.sequence[0], batch.frame_id[0]
         scene = encode_views(model, batch, encoder_views)
-        depth = render_depth(model, batch, scene, head, cfg.ray_chunk_size)[0].cpu()  # (H, W)
+        K_norm = batch.K_norm[0, 0].cpu()
+        # The depth map is only read at the grid points' projections: render just those pixels.
+        H, W = batch.images.shape[-2:]
+        uv, _ = project_points(self.points_level, self.level_to_cam, K_norm)
+        pixels = pixels_read(lambda index: depth_at_points(index, uv), H, W)
+        depth = render_depth(model, batch, scene, head, cfg.ray_chunk_size, pixels)[0].cpu()  # (H, W), NaN unread
         sigma = query_density(model, scene, head, self.points_cam.to(device), cfg.query_chunk_size)[0].cpu()
         pred = sigma > cfg.occupancy_threshold
 
-        K_norm = batch.K_norm[0, 0].cpu()
         visible_pred = visible_from_depth(self.points_level, self.level_to_cam, K_norm, depth)
         ref = self.cache.get(
             sequence,

@@ -1,0 +1,66 @@
+"""Rendering only the pixels a protocol reads: the pixel set is exact and the sparse render equals the full one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from datasets.sample import collate
+from models.bts import BTSModel
+from models.density_field import make_bts_field
+from tests.training.scenes import TinySceneDataset
+from utils.evaluation.common import encode_views, pixels_read, render_depth
+from utils.metrics import resize_to
+from utils.occupancy.protocol import depth_at_points
+
+
+def test_pixels_read_by_the_nearest_lookup_worked_by_hand():
+    # 3 x 4 map, align_corners=True: u = -1 -> column 0, u = 1 -> column 3; v = -1 -> row 0, v = 1 -> row 2;
+    # u = -1/3 -> column 1, v = 0.1 -> row 1.1 -> 1; outside the image the border pixel is read.
+    uv = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [-1 / 3, 0.1], [2.0, -3.0], [1.0, 1.0]])
+    pixels = pixels_read(lambda index: depth_at_points(index, uv), 3, 4)
+    assert pixels.tolist() == [0, 3, 5, 8, 11]  # sorted, the repeated (1, 1) once
+
+
+def test_pixels_read_by_a_nearest_resize_and_a_mask():
+    # 2 x 2 -> 4 x 4 nearest: ground-truth pixel (r, c) reads (r // 2, c // 2).
+    mask = torch.zeros(4, 4, dtype=torch.bool)
+    mask[0, 1] = mask[3, 3] = mask[2, 3] = True
+    pixels = pixels_read(lambda index: resize_to(index[None], (4, 4))[0][mask], 2, 2)
+    assert pixels.tolist() == [0, 3]
+
+
+def test_pixels_read_refuses_maps_float32_cannot_index():
+    with pytest.raises(ValueError, match="too many pixels"):
+        pixels_read(lambda index: index, 4096, 4096)
+
+
+@pytest.fixture(scope="module")
+def model_and_batch():
+    torch.manual_seed(0)
+    field = make_bts_field(resnet_layers=18, pretrained=False)
+    model = BTSModel(field, "kitti360-mono", ray_batch_size=128, samples_per_ray=8, eval_ray_chunk_size=64).eval()
+    ds = TinySceneDataset(length=2, image_size=(48, 64), num_views=2)
+    return model, collate([ds[0], ds[1]])
+
+
+def test_sparse_render_equals_the_full_render_where_read(model_and_batch):
+    model, batch = model_and_batch
+    head = model.eval_head
+    with torch.no_grad():
+        scene = encode_views(model, batch, [0])
+        full = render_depth(model, batch, scene, head, ray_chunk_size=97)  # (2, 48, 64)
+        uv = torch.rand(300, 2, generator=torch.Generator().manual_seed(1)) * 2.2 - 1.1  # some outside: border
+        pixels = pixels_read(lambda index: depth_at_points(index, uv), 48, 64)
+        sparse = render_depth(model, batch, scene, head, ray_chunk_size=33, pixels=pixels)
+    assert sparse.shape == full.shape
+    assert 0 < len(pixels) < 48 * 64
+    flat_full, flat_sparse = full.view(2, -1), sparse.view(2, -1)
+    torch.testing.assert_close(flat_sparse[:, pixels], flat_full[:, pixels], rtol=1e-5, atol=1e-5)
+    unread = torch.ones(48 * 64, dtype=torch.bool)
+    unread[pixels] = False
+    assert flat_sparse[:, unread].isnan().all()
+    for b in range(2):  # what the protocol reads is the same, and never a NaN
+        read_sparse, read_full = depth_at_points(sparse[b], uv), depth_at_points(full[b], uv)
+        assert not read_sparse.isnan().any()
+        torch.testing.assert_close(read_sparse, read_full, rtol=1e-5, atol=1e-5)
