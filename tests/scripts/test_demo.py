@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import cv2
 
@@ -23,10 +24,17 @@ def test_world_only_prints_one_sample_of_each_loader(synthetic_root, capsys):
 
 
 def test_the_whole_story_at_tiny_size_and_a_rerun_resumes(synthetic_root, tmp_path, capsys):
-    runs, media = tmp_path / "runs", tmp_path / "media"
-    argv = ["--out", str(synthetic_root), "--runs", str(runs), "--media", str(media), "--budget", "tiny"]
+    runs, media, world = tmp_path / "runs", tmp_path / "media", tmp_path / "world"
+    shutil.copytree(synthetic_root, world)  # the demo adds a loader cache; other tests read the world uncached
+    argv = ["--out", str(world), "--runs", str(runs), "--media", str(media), "--budget", "tiny"]
     results = main([*argv, "--workers", "1", "--quiet", "--device", "cpu"])
     budget = BUDGETS["tiny"]
+    H, W = budget.image_size
+    raw = world / "KITTI-360" / "data_2d_raw"
+    for camera, folder in (("image_00", f"data_{H}x{W}"), ("image_02", f"data_{H}x{W}_0x-15")):
+        # every frame of the small world (one sequence, 40 frames), resized / resampled once
+        assert len(list(raw.glob(f"*/{camera}/{folder}/*.png"))) == 40
+    assert "Loader cache at" in capsys.readouterr().out
 
     # three trainings: teacher, student initialised from it, BTS at the same number of updates
     assert (runs / "mvbts" / f"training_checkpoint_{budget.mvbts_iters}.pt").is_file()
@@ -59,7 +67,8 @@ def test_the_whole_story_at_tiny_size_and_a_rerun_resumes(synthetic_root, tmp_pa
     again = main([*argv, "--workers", "1", "--quiet", "--device", "cpu"])
     assert same(again, results)
     assert {p: p.stat().st_mtime_ns for p in runs.rglob("*.pt")} == stamps
-    assert "[MVBTS] done earlier" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "[MVBTS] done earlier" in out and "0 images written, 160 present" in out  # 4 cameras x 40 frames
 
 
 def test_results_table_marks_missing_figures():
