@@ -64,3 +64,11 @@ def test_sparse_render_equals_the_full_render_where_read(model_and_batch):
         read_sparse, read_full = depth_at_points(sparse[b], uv), depth_at_points(full[b], uv)
         assert not read_sparse.isnan().any()
         torch.testing.assert_close(read_sparse, read_full, rtol=1e-5, atol=1e-5)
+
+
+def test_sparse_render_of_no_pixel_is_all_nan(model_and_batch):
+    model, batch = model_and_batch
+    with torch.no_grad():
+        scene = encode_views(model, batch, [0])
+        depth = render_depth(model, batch, scene, model.eval_head, 64, pixels=torch.zeros(0, dtype=torch.long))
+    assert depth.shape == (2, 48, 64) and depth.isnan().all()

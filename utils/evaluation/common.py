@@ -68,6 +68,8 @@ def render_depth(
     pixels (the occupancy visibility test, sparse lidar ground truth) skip the rest of the image.
     """
     B, _, _, H, W = batch.images.shape
+    if pixels is not None and pixels.numel() == 0:  # nothing is read (a frame without ground truth)
+        return batch.images.new_full((B, H, W), float("nan"), dtype=torch.float32)
     cam_to_world = relative_poses(batch)
     sampler = ImageRaySampler(H, W, model.z_near, model.z_far)
     if pixels is None:
