@@ -162,7 +162,9 @@ class PatchRaySampler:
 class ImageRaySampler:
     """Every pixel of one view, row-major: R = H W, so ``(B, R, ...)`` reshapes to ``(B, H, W, ...)``.
 
-    Render the bundle with :func:`models.rendering.render_rays_chunked` to bound memory.
+    ``pixels`` (R,) flat row-major indices restricts the bundle to those pixels (the same rays as in the full
+    bundle); :meth:`to_image` then puts them back in place. Render the bundle with
+    :func:`models.rendering.render_rays_chunked` to bound memory.
     """
 
     height: int
@@ -170,16 +172,20 @@ class ImageRaySampler:
     near: float = DEFAULT_NEAR
     far: float = DEFAULT_FAR
 
-    def __call__(self, K_norm: Tensor, cam_to_world: Tensor, view_id: int = 0) -> RayBundle:
+    def __call__(
+        self, K_norm: Tensor, cam_to_world: Tensor, view_id: int = 0, pixels: Tensor | None = None
+    ) -> RayBundle:
         """Rays of view ``view_id`` given ``K_norm`` (B, V, 3, 3) and ``cam_to_world`` (B, V, 4, 4)."""
         B, device = K_norm.shape[0], K_norm.device
-        rows, cols = torch.meshgrid(
-            torch.arange(self.height, device=device), torch.arange(self.width, device=device), indexing="ij"
-        )
-        pixels = torch.stack([rows, cols], dim=-1).reshape(1, -1, 2).expand(B, -1, -1)  # (B, HW, 2)
-        view_ids = torch.full(pixels.shape[:2], view_id, dtype=torch.long, device=device)
-        return rays_from_pixels(pixels, view_ids, K_norm, cam_to_world, self.height, self.width, self.near, self.far)
+        flat = torch.arange(self.height * self.width, device=device) if pixels is None else pixels.to(device)
+        rows_cols = torch.stack([flat // self.width, flat % self.width], dim=-1)[None].expand(B, -1, -1)  # (B, R, 2)
+        view_ids = torch.full(rows_cols.shape[:2], view_id, dtype=torch.long, device=device)
+        return rays_from_pixels(rows_cols, view_ids, K_norm, cam_to_world, self.height, self.width, self.near, self.far)
 
-    def to_image(self, values: Tensor) -> Tensor:
-        """Per-ray values (B, H W, ...) -> (B, H, W, ...)."""
+    def to_image(self, values: Tensor, pixels: Tensor | None = None) -> Tensor:
+        """Per-ray values (B, R, ...) -> (B, H, W, ...); with ``pixels``, NaN where no ray was cast."""
+        if pixels is not None:
+            image = values.new_full((values.shape[0], self.height * self.width, *values.shape[2:]), float("nan"))
+            image[:, pixels.to(values.device)] = values
+            values = image
         return values.reshape(values.shape[0], self.height, self.width, *values.shape[2:])

@@ -250,6 +250,19 @@ def test_image_sampler_covers_every_pixel_row_major():
     assert pix[0, 4, 7].tolist() == [4, 7]
 
 
+def test_image_sampler_subset_is_the_full_bundle_at_those_pixels():
+    K, c2w = identity_cameras()
+    sampler = ImageRaySampler(H, W)
+    full = sampler(K, c2w)
+    pixels = torch.tensor([0, 5, W + 3, H * W - 1])  # flat row-major: (0, 0), (0, 5), (1, 3), (H - 1, W - 1)
+    subset = sampler(K, c2w, pixels=pixels)
+    assert subset.pixels[0].tolist() == [[0, 0], [0, 5], [1, 3], [H - 1, W - 1]]
+    assert torch.equal(subset.directions, full.directions[:, pixels])
+    image = sampler.to_image(subset.directions[..., 2], pixels)  # (1, H, W): back in place, NaN elsewhere
+    assert torch.equal(image.view(1, -1)[:, pixels], full.directions[:, pixels, 2])
+    assert image.isnan().sum() == H * W - len(pixels)
+
+
 # --- golden reference data -----------------------------------------------------------------------------
 
 

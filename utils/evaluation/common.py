@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from datasets.sample import Sample
 from models.density_field import EncodedScene
-from models.rays import ImageRaySampler, distance_to_z, rays_from_pixels
+from models.rays import ImageRaySampler, distance_to_z
 from models.rendering import RenderViews, render_rays_chunked
 from utils.geometry import invert_rigid
 
@@ -72,13 +72,7 @@ def render_depth(
         return batch.images.new_full((B, H, W), float("nan"), dtype=torch.float32)
     cam_to_world = relative_poses(batch)
     sampler = ImageRaySampler(H, W, model.z_near, model.z_far)
-    if pixels is None:
-        rays = sampler(batch.K_norm, cam_to_world, view_id=0)  # (B, H W)
-    else:
-        pixels = pixels.to(batch.K_norm.device)
-        rows_cols = torch.stack([pixels // W, pixels % W], dim=-1)[None].expand(B, -1, -1)  # (B, R, 2)
-        view_ids = torch.zeros(rows_cols.shape[:2], dtype=torch.long, device=pixels.device)
-        rays = rays_from_pixels(rows_cols, view_ids, batch.K_norm, cam_to_world, H, W, model.z_near, model.z_far)
+    rays = sampler(batch.K_norm, cam_to_world, view_id=0, pixels=pixels)  # (B, H W) or (B, R)
     views = RenderViews(  # colours are not needed for depth; view 0 keeps the renderer's contract
         colors=batch.images[:, :1].float() * 0.5 + 0.5,
         K_norm=batch.K_norm[:, :1],
@@ -92,12 +86,7 @@ def render_depth(
         samples_per_ray=model.samples_per_ray,
         deterministic=True,
     )
-    z = distance_to_z(out.depth, rays.directions_cam)  # (B, R)
-    if pixels is None:
-        return sampler.to_image(z)
-    image = z.new_full((B, H * W), float("nan"))
-    image[:, pixels] = z
-    return image.view(B, H, W)
+    return sampler.to_image(distance_to_z(out.depth, rays.directions_cam), pixels)  # (B, H, W)
 
 
 @torch.no_grad()
