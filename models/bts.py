@@ -29,9 +29,24 @@ from datasets.sample import Sample
 from models.density_field import DensityField, EncodedScene
 from models.encoder import draw_flip
 from models.frame_roles import EncodingStyle, FrameRoles, FrameSampleMode, choose_encoder_ids, choose_frame_roles
-from models.rays import ImageRaySampler, PatchRaySampler, RayBundle, distance_to_z
-from models.rendering import RenderOutput, RenderViews, render_rays, render_rays_chunked
-from utils.geometry import invert_rigid
+from models.rays import ImageRaySampler, Patches, PatchRaySampler, RayBundle, distance_to_z
+from models.rendering import RenderOutput, RenderViews, draw_jitter, render_rays, render_rays_chunked
+from utils.geometry import invert_pose
+
+
+@dataclass(frozen=True)
+class StepChoices:
+    """Every random decision of one training forward pass.
+
+    :meth:`BTSModel.draw_choices` draws them; :meth:`BTSModel.forward` takes them as given, so a step can be
+    replayed exactly (e.g. an official training step with its recorded draws). View dropout inside the fusion
+    heads is the one random choice not in here: it belongs to the head (``view_dropout``).
+    """
+
+    roles: FrameRoles  # encoder, render (colour) and loss views
+    patches: Patches  # (B, P) patch positions on the loss views
+    flip: bool  # horizontal flip of the encoder inputs (features flipped back)
+    jitter: Tensor | None  # (B, R, S) stratified sample offsets in [0, 1); None: deterministic samples
 
 
 @dataclass
@@ -41,7 +56,11 @@ class BTSOutput:
     render: RenderOutput  # rgb (B, R, Vr, 3), depth (B, R), weights (B, R, S) ...
     target: Tensor  # (B, R, 3), loss-frame colours in [0, 1] at the rays' pixels
     rays: RayBundle  # (B, R), in the frame of view 0
-    roles: FrameRoles
+    choices: StepChoices
+
+    @property
+    def roles(self) -> FrameRoles:
+        return self.choices.roles
 
 
 @dataclass
@@ -54,7 +73,7 @@ class ViewRender:
 
 def relative_to_first_view(cam_to_world: Tensor) -> Tensor:
     """Poses (B, V, 4, 4) re-expressed in the frame of view 0: ``inv(cam_to_world[:, 0]) @ cam_to_world``."""
-    return invert_rigid(cam_to_world[:, :1]) @ cam_to_world
+    return invert_pose(cam_to_world[:, :1]) @ cam_to_world
 
 
 def _select(values: Tensor, ids: tuple[int, ...]) -> Tensor:
@@ -132,32 +151,51 @@ class BTSModel(nn.Module):
         scene = self.field.encode(images, K_norm, cam_to_world, flip=flip)
         return replace(scene, features=scene.features.float())
 
-    def forward(self, batch: Sample, generator: torch.Generator | None = None) -> BTSOutput:
-        """Training pass: ``batch.images`` (B, V, 3, H, W) in [-1, 1] -> rendered patches on the loss frames."""
-        encoder_ids = choose_encoder_ids(self.encoding_style, batch.num_views, self.num_multiviews, generator)
-        roles = choose_frame_roles(self.frame_sample_mode, batch.num_views, encoder_ids, generator=generator)
+    def draw_choices(self, batch: Sample, generator: torch.Generator | None = None) -> StepChoices:
+        """Draw the random decisions of a training pass over ``batch``: encoder views, frame roles, flip (in
+        training mode only), patch positions, sample jitter."""
+        B, V, _, H, W = batch.images.shape
+        encoder_ids = choose_encoder_ids(self.encoding_style, V, self.num_multiviews, generator)
+        roles = choose_frame_roles(self.frame_sample_mode, V, encoder_ids, generator=generator)
+        flip = self.training and draw_flip(self.flip_p, generator)
+        device = batch.images.device
+        patches = self.ray_sampler.draw(B, H, W, roles.loss_ids, generator, device)
+        jitter = draw_jitter(B, self.ray_sampler.ray_batch_size, self.samples_per_ray, generator, device)
+        return StepChoices(roles=roles, patches=patches, flip=flip, jitter=jitter)
+
+    def forward(
+        self, batch: Sample, choices: StepChoices | None = None, generator: torch.Generator | None = None
+    ) -> BTSOutput:
+        """Training pass: ``batch.images`` (B, V, 3, H, W) in [-1, 1] -> rendered patches on the loss frames.
+
+        ``choices``: the step's random decisions (default: drawn with ``generator`` by :meth:`draw_choices`).
+        """
+        if choices is None:
+            choices = self.draw_choices(batch, generator)
+        roles = choices.roles
         with _geometry_precision(batch.images.device):
             cam_to_world = relative_to_first_view(batch.cam_to_world.float())  # (B, V, 4, 4)
         enc = roles.encoder_ids
-        flip = self.training and draw_flip(self.flip_p, generator)
-        scene = self.encode(_select(batch.images, enc), _select(batch.K_norm, enc), _select(cam_to_world, enc), flip)
+        scene = self.encode(
+            _select(batch.images, enc), _select(batch.K_norm, enc), _select(cam_to_world, enc), choices.flip
+        )
 
         with _geometry_precision(batch.images.device):
             colors = batch.images.float() * 0.5 + 0.5  # (B, V, 3, H, W) in [0, 1]
-            rays, target = self.ray_sampler(colors, batch.K_norm, cam_to_world, roles.loss_ids, generator)
+            rays, target = self.ray_sampler(colors, batch.K_norm, cam_to_world, choices.patches)
             render_views = RenderViews(
                 colors=_select(colors, roles.render_ids),
                 K_norm=_select(batch.K_norm, roles.render_ids),
-                world_to_cam=invert_rigid(_select(cam_to_world, roles.render_ids)),
+                world_to_cam=invert_pose(_select(cam_to_world, roles.render_ids)),
             )
             render = render_rays(
                 rays,
                 self.field.field_fn(scene, self.density_head),
                 render_views,
                 samples_per_ray=self.samples_per_ray,
-                generator=generator,
+                jitter=choices.jitter,
             )
-        return BTSOutput(render=render, target=target, rays=rays, roles=roles)
+        return BTSOutput(render=render, target=target, rays=rays, choices=choices)
 
     @torch.no_grad()
     def render_view(
@@ -191,7 +229,7 @@ class BTSModel(nn.Module):
             render_views = RenderViews(
                 colors=_select(colors, render_ids),
                 K_norm=_select(batch.K_norm, render_ids),
-                world_to_cam=invert_rigid(_select(cam_to_world, render_ids)),
+                world_to_cam=invert_pose(_select(cam_to_world, render_ids)),
             )
             out = render_rays_chunked(
                 rays,
@@ -199,7 +237,6 @@ class BTSModel(nn.Module):
                 render_views,
                 ray_chunk_size=self.eval_ray_chunk_size,
                 samples_per_ray=self.samples_per_ray,
-                deterministic=True,
             )
             depth = sampler.to_image(distance_to_z(out.depth, rays.directions_cam))  # (B, H, W)
             rgb = sampler.to_image(out.rgb).permute(0, 3, 4, 1, 2)  # (B, H, W, Vr, 3) -> (B, Vr, 3, H, W)

@@ -103,8 +103,8 @@ def detect_architecture(official: Mapping[str, Tensor]) -> OfficialArchitecture:
     return OfficialArchitecture(resnet_layers=depth, official_heads=heads)
 
 
-def _rename(key: str, head_names: Mapping[str, str]) -> str | None:
-    """Our name for an official model key, or None if no rule covers it."""
+def official_to_our_key(key: str, head_names: Mapping[str, str] = OFFICIAL_HEAD_NAMES) -> str | None:
+    """Our name (relative to the density field) for an official model key, or None if no rule covers it."""
     if key.startswith(BACKBONE):
         return "encoder.backbone." + key[len(BACKBONE) :]
     if key.startswith(DECODER):
@@ -162,7 +162,7 @@ def convert_official_state_dict(
     for key, value in official.items():
         if key in PE_BUFFERS or key in IGNORED_KEYS:
             continue
-        ours = _rename(key, head_names)
+        ours = official_to_our_key(key, head_names)
         if ours is None:
             unknown.append(key)
             continue

@@ -23,7 +23,7 @@ from models.encoder import ImageEncoder, draw_flip
 from models.field_output import FieldOutput
 from models.heads import MultiViewFusionHead, SingleViewHead
 from models.positional_encoding import encoded_dim, positional_encoding
-from utils.geometry import Z_EPS, invert_rigid, project, transform_points
+from utils.geometry import Z_EPS, invert_pose, project, transform_points
 
 
 @dataclass
@@ -118,7 +118,7 @@ class DensityField(nn.Module):
         return EncodedScene(
             features=features.unflatten(0, (B, Ve)),
             K_norm=K_norm,
-            world_to_cam=invert_rigid(cam_to_world),
+            world_to_cam=invert_pose(cam_to_world),
         )
 
     def encode_train(

@@ -106,11 +106,24 @@ def _as_id_tensor(ids: Sequence[int] | Tensor, batch_size: int, device: torch.de
 
 
 @dataclass(frozen=True)
+class Patches:
+    """Where the ``P`` training patches of each of ``B`` scenes lie (one random choice of a training step)."""
+
+    views: Tensor  # (B, P) long, the view (index in the sample) each patch is cut from
+    y0: Tensor  # (B, P) long, top row
+    x0: Tensor  # (B, P) long, left column
+
+    def to(self, device: torch.device | str) -> Patches:
+        return Patches(self.views.to(device), self.y0.to(device), self.x0.to(device))
+
+
+@dataclass(frozen=True)
 class PatchRaySampler:
     """Random ``patch_size`` x ``patch_size`` pixel patches on the loss frames (REFERENCE 2.6 step 4).
 
-    ``ray_batch_size / patch_size**2`` patches per scene; each picks a loss frame uniformly from the
-    given ids and a top-left corner with y in [0, H - p), x in [0, W - p). Rays are ordered
+    ``ray_batch_size / patch_size**2`` patches per scene; :meth:`draw` picks for each a loss frame uniformly
+    from the given ids and a top-left corner with y in [0, H - p), x in [0, W - p) (the official exclusive
+    bounds: the last row and column are never supervised). :meth:`__call__` turns patches into rays ordered
     (patch, row, col), so ``(B, R, ...)`` reshapes to ``(B, P, p, p, ...)``.
     """
 
@@ -123,33 +136,41 @@ class PatchRaySampler:
     def num_patches(self) -> int:
         return self.ray_batch_size // (self.patch_size**2)
 
-    def __call__(
+    def draw(
         self,
-        colors: Tensor,
-        K_norm: Tensor,
-        cam_to_world: Tensor,
+        batch_size: int,
+        height: int,
+        width: int,
         loss_ids: Sequence[int] | Tensor,
         generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+    ) -> Patches:
+        """Patch positions for ``batch_size`` scenes of ``height`` x ``width`` images (official draw order:
+        the loss-frame position, then y0, then x0)."""
+        B, P, p = batch_size, self.num_patches, self.patch_size
+        ids = _as_id_tensor(loss_ids, B, torch.device(device))  # (B, L)
+        # Draw on the generator's device so a seeded CPU generator also works for GPU data.
+        rng_device = generator.device if generator is not None else device
+        pick = torch.randint(0, ids.shape[1], (B, P), generator=generator, device=rng_device).to(device)
+        y0 = torch.randint(0, height - p, (B, P), generator=generator, device=rng_device).to(device)
+        x0 = torch.randint(0, width - p, (B, P), generator=generator, device=rng_device).to(device)
+        return Patches(views=torch.gather(ids, 1, pick), y0=y0, x0=x0)
+
+    def __call__(
+        self, colors: Tensor, K_norm: Tensor, cam_to_world: Tensor, patches: Patches
     ) -> tuple[RayBundle, Tensor]:
-        """Sample patches of ``colors`` (B, V, 3, H, W) in [0, 1].
+        """Rays through ``patches`` of ``colors`` (B, V, 3, H, W) in [0, 1].
 
         Returns the rays (R = P p^2) and the ground-truth colours of their pixels (B, R, 3).
         """
         B, _, _, H, W = colors.shape
-        P, p = self.num_patches, self.patch_size
+        P, p = patches.views.shape[1], self.patch_size
         device = colors.device
-        ids = _as_id_tensor(loss_ids, B, device)  # (B, L)
-        # Draw on the generator's device so a seeded CPU generator also works for GPU data.
-        rng_device = generator.device if generator is not None else device
-        pick = torch.randint(0, ids.shape[1], (B, P), generator=generator, device=rng_device).to(device)
-        y0 = torch.randint(0, H - p, (B, P), generator=generator, device=rng_device).to(device)
-        x0 = torch.randint(0, W - p, (B, P), generator=generator, device=rng_device).to(device)
-        patch_views = torch.gather(ids, 1, pick)  # (B, P)
-
+        patches = patches.to(device)
         offsets = torch.arange(p, device=device)
-        rows = (y0[:, :, None, None] + offsets[:, None]).expand(B, P, p, p)  # (B, P, p, p)
-        cols = (x0[:, :, None, None] + offsets[None, :]).expand(B, P, p, p)
-        views = patch_views[:, :, None, None].expand(B, P, p, p)
+        rows = (patches.y0[:, :, None, None] + offsets[:, None]).expand(B, P, p, p)  # (B, P, p, p)
+        cols = (patches.x0[:, :, None, None] + offsets[None, :]).expand(B, P, p, p)
+        views = patches.views[:, :, None, None].expand(B, P, p, p)
         batch_idx = torch.arange(B, device=device)[:, None, None, None]
         gt = colors.permute(0, 1, 3, 4, 2)[batch_idx, views, rows, cols]  # (B, P, p, p, 3)
 

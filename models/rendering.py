@@ -53,28 +53,45 @@ class RenderOutput:
     field_invalid: Tensor | None = None  # (B, R, S, Ve) bool, per encoder view (for the KD mask)
 
 
+def draw_jitter(
+    batch_size: int,
+    num_rays: int,
+    num_samples: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Offsets U(0, 1) of the stratified samples inside their bins, (B, R, S) (a random choice of a training step).
+
+    Drawn on the generator's device, so a seeded CPU generator also works for GPU rays.
+    """
+    rng_device = generator.device if generator is not None else device
+    jitter = torch.rand(batch_size, num_rays, num_samples, generator=generator, device=rng_device, dtype=dtype)
+    return jitter.to(device)
+
+
 def sample_distances(
     batch_size: int,
     num_rays: int,
     near: float,
     far: float,
     num_samples: int = 64,
-    deterministic: bool = False,
-    generator: torch.Generator | None = None,
+    jitter: Tensor | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """Stratified distances, uniform in inverse depth (official ``lindisp``), (B, R, S).
 
-    ``t_k = k / S + U(0, 1 / S)`` (``U = 0`` when deterministic), ``d = 1 / ((1 - t) / near + t / far)``.
+    ``t_k = (k + jitter_k) / S`` with ``jitter`` (B, R, S) in [0, 1) (:func:`draw_jitter`; None: 0, the
+    deterministic samples of evaluation), then ``d = 1 / ((1 - t) / near + t / far)``.
     """
     S = num_samples
     steps = torch.linspace(0.0, 1.0 - 1.0 / S, S, device=device, dtype=dtype)  # (S,)
     t = steps.expand(batch_size, num_rays, S)
-    if not deterministic:
-        rng_device = generator.device if generator is not None else device
-        jitter = torch.rand(batch_size, num_rays, S, generator=generator, device=rng_device, dtype=dtype)
-        t = t + jitter.to(device) / S
+    if jitter is not None:
+        if jitter.shape != t.shape:
+            raise ValueError(f"jitter has shape {tuple(jitter.shape)}, expected {tuple(t.shape)} (B, R, S)")
+        t = t + jitter.to(device=t.device, dtype=dtype) / S
     return 1.0 / ((1.0 / near) * (1.0 - t) + (1.0 / far) * t)
 
 
@@ -128,19 +145,19 @@ def render_rays(
     field: DensityField,
     render_views: RenderViews,
     samples_per_ray: int = 64,
-    deterministic: bool = False,
-    generator: torch.Generator | None = None,
+    jitter: Tensor | None = None,
     point_chunk_size: int | None = None,
 ) -> RenderOutput:
     """Render ``rays`` (B, R) through ``field`` with colours from ``render_views``.
 
-    The field is called once on all ``B x R S`` points, or in chunks of ``point_chunk_size``
-    points per scene (evaluation).
+    ``jitter`` (B, R, S): the stratified sample offsets (training, :func:`draw_jitter`); None renders the
+    deterministic samples. The field is called once on all ``B x R S`` points, or in chunks of
+    ``point_chunk_size`` points per scene.
     """
     B, R = rays.shape
     S = samples_per_ray
     dtype, device = rays.origins.dtype, rays.origins.device
-    t = sample_distances(B, R, rays.near, rays.far, S, deterministic, generator, device, dtype)  # (B, R, S)
+    t = sample_distances(B, R, rays.near, rays.far, S, jitter, device, dtype)  # (B, R, S)
     points = rays.origins[:, :, None] + t[..., None] * rays.directions[:, :, None]  # (B, R, S, 3)
     points = points.reshape(B, R * S, 3)
 
@@ -176,16 +193,15 @@ def render_rays_chunked(
     render_views: RenderViews,
     ray_chunk_size: int = 1024,
     samples_per_ray: int = 64,
-    deterministic: bool = True,
-    generator: torch.Generator | None = None,
 ) -> RenderOutput:
-    """:func:`render_rays` over chunks of ``ray_chunk_size`` rays, concatenated (evaluation).
+    """:func:`render_rays` with deterministic samples over chunks of ``ray_chunk_size`` rays, concatenated
+    (evaluation).
 
     Peak memory is bounded by one chunk's intermediates; outputs are concatenated along R.
     """
     R = rays.shape[1]
     parts = [
-        render_rays(rays.slice(i, i + ray_chunk_size), field, render_views, samples_per_ray, deterministic, generator)
+        render_rays(rays.slice(i, i + ray_chunk_size), field, render_views, samples_per_ray)
         for i in range(0, R, ray_chunk_size)
     ]
     merged = {}

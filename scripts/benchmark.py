@@ -152,7 +152,7 @@ def run_case(case: Case) -> CaseResult:
     """Time one case in this process (the caller gives each case a fresh process)."""
     import torch
 
-    from utils.training.steps import autocast, make_train_step
+    from utils.training.steps import TrainStep, autocast
 
     torch.manual_seed(0)
     device = torch.device(case.device)
@@ -163,7 +163,7 @@ def run_case(case: Case) -> CaseResult:
     if case.compile:
         model.field.encoder.compile()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    step = make_train_step(model, optimizer, loss_cfg, device, case.bf16)
+    step = TrainStep(model, optimizer, loss_cfg, device, case.bf16)
     batch = make_batch(case.batch_size, size.image_size, torch.Generator().manual_seed(0))
 
     def sync() -> None:

@@ -103,6 +103,16 @@ def invert_rigid(T: Tensor) -> Tensor:
     return inv
 
 
+def invert_pose(T: Tensor) -> Tensor:
+    """Inverse of poses (..., 4, 4) by a general matrix inverse, as the official model code does it.
+
+    Mathematically the same as :func:`invert_rigid`, but float32 rounds differently (~1e-7), and the positional
+    encoding's highest frequency amplifies that to ~1e-4 in the density. The model's pose re-basing and its
+    world-to-camera matrices use this one so that training and inference reproduce the official numbers.
+    """
+    return torch.linalg.inv(T)
+
+
 def transform_points(T: Tensor, points: Tensor) -> Tensor:
     """Apply rigid/affine transforms (..., 4, 4) to points (..., N, 3) -> (..., N, 3)."""
     return points @ T[..., :3, :3].transpose(-1, -2) + T[..., None, :3, 3]

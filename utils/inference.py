@@ -495,7 +495,6 @@ def render_field(
         input_render_views(view, device),
         ray_chunk_size=ray_chunk_size,
         samples_per_ray=samples_per_ray,
-        deterministic=True,
     )
     depth = sampler.to_image(distance_to_z(out.depth, rays.directions_cam))[0]  # (H, W)
     invalid_weight = (out.weights * out.invalid[..., 0].float()).sum(dim=-1)  # (1, R)

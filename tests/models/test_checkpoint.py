@@ -14,12 +14,12 @@ from models.checkpoint import (
     read_official_checkpoint,
 )
 from models.density_field import make_bts_field, make_mvbts_field
-from tests.models.fixtures import fixture_path
+from tests.golden import official_checkpoint
 
 
 @pytest.fixture(scope="module")
 def bts_official():
-    return read_official_checkpoint(fixture_path("bts_r18.pt"))
+    return read_official_checkpoint(official_checkpoint("bts_r18.pt"))
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,8 @@ def save(tmp_path, state_dict, **extra):
 
 
 def test_detects_bts_and_mvbts():
-    bts = detect_architecture(read_official_checkpoint(fixture_path("bts_r18.pt")))
-    mvbts = detect_architecture(read_official_checkpoint(fixture_path("mvbts_r18.pt")))
+    bts = detect_architecture(read_official_checkpoint(official_checkpoint("bts_r18.pt")))
+    mvbts = detect_architecture(read_official_checkpoint(official_checkpoint("mvbts_r18.pt")))
     assert bts.describe() == "ResNet-18 BTS (heads: mlp_coarse)"
     assert mvbts.resnet_layers == 18 and mvbts.kind == "MVBTS + KDBTS student"
 
@@ -98,17 +98,17 @@ def test_shape_mismatch_is_listed(tmp_path, bts_official, bts_field):
 def test_resnet18_checkpoint_into_resnet50_model_names_both():
     field = make_bts_field(resnet_layers=50, pretrained=False)
     with pytest.raises(CheckpointError, match="holds a ResNet-18 BTS .* configured as ResNet-50"):
-        load_official_checkpoint(field, fixture_path("bts_r18.pt"))
+        load_official_checkpoint(field, official_checkpoint("bts_r18.pt"))
 
 
 def test_mvbts_checkpoint_into_bts_model_names_both():
     field = make_bts_field(resnet_layers=18, pretrained=False)
     with pytest.raises(CheckpointError, match="MVBTS \\+ KDBTS student .* heads: single_view"):
-        load_official_checkpoint(field, fixture_path("mvbts_r18.pt"))
+        load_official_checkpoint(field, official_checkpoint("mvbts_r18.pt"))
 
 
 def test_new_student_can_be_left_at_init_only_when_named(tmp_path):
-    official = read_official_checkpoint(fixture_path("mvbts_r18.pt"))
+    official = read_official_checkpoint(official_checkpoint("mvbts_r18.pt"))
     teacher_only = {k: v for k, v in official.items() if "singleviewhead" not in k}
     path = save(tmp_path, teacher_only)
     field = make_mvbts_field(resnet_layers=18, pretrained=False, with_student=True)

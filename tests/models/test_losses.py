@@ -1,7 +1,5 @@
 """Losses and frame roles: hand-computed values, an independent float64 SSIM, golden KD value."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -17,8 +15,8 @@ from models.losses import (
     weight_guided_invalid,
 )
 from models.rendering import RenderOutput
+from tests.golden import load_io
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "reference_model"
 GAUSS = np.array([[0.0947, 0.1183, 0.0947], [0.1183, 0.1478, 0.1183], [0.0947, 0.1183, 0.0947]])
 
 
@@ -160,12 +158,9 @@ def test_kd_loss_without_valid_points_is_zero_not_nan():
 
 
 def test_kd_loss_matches_golden_value():
-    path = FIXTURES / "mvbts_r18_io.npz"
-    if not path.is_file():
-        pytest.fail(f"golden fixture missing: {path} (expected the shared/ folder beside the repository root)")
-    with np.load(path) as data:
-        student, teacher = torch.from_numpy(data["sigma_raw_student"]), torch.from_numpy(data["sigma_raw_teacher"])
-        invalid, expected = torch.from_numpy(data["invalid"]), float(data["kd_l1_view0valid"])
+    data = load_io("mvbts_r18_io.npz")
+    student, teacher = torch.from_numpy(data["sigma_raw_student"]), torch.from_numpy(data["sigma_raw_teacher"])
+    invalid, expected = torch.from_numpy(data["invalid"]), float(data["kd_l1_view0valid"])
     assert kd_density_loss(student, teacher, invalid).item() == pytest.approx(expected, rel=1e-6)
 
 
@@ -191,7 +186,7 @@ def test_reconstruction_loss_combines_terms_with_lambda():
     no_invalid = torch.zeros(B, R, dtype=torch.bool)
     assert terms.photometric.item() == pytest.approx(photometric_loss(render.rgb, target, no_invalid).item())
     assert terms.smoothness.item() == pytest.approx(edge_aware_smoothness(render.depth, target, no_invalid).item())
-    expected_total = terms.photometric + 1e-3 * terms.smoothness
+    expected_total = 2.0 * terms.photometric + 1e-3 * terms.smoothness  # the official double photometric term
     assert terms.total.item() == pytest.approx(expected_total.item())
 
 

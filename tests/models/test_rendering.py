@@ -1,7 +1,5 @@
 """Ray generation, sampling and compositing: invariants, hand-computed values and golden reference data."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -11,24 +9,21 @@ from models.rays import ImageRaySampler, PatchRaySampler, RayBundle, distance_to
 from models.rendering import (
     RenderViews,
     composite_weights,
+    draw_jitter,
     render_rays,
     render_rays_chunked,
     sample_colors,
     sample_distances,
 )
+from tests.golden import load_io
 from utils.geometry import invert_rigid, project, transform_points
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "reference_model"
 H, W = 12, 20
 K_SIMPLE = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.5, 0.1], [0.0, 0.0, 1.0]])
 
 
 def load_fixture(name: str) -> dict[str, torch.Tensor]:
-    path = FIXTURES / name
-    if not path.is_file():
-        pytest.fail(f"golden fixture missing: {path} (expected the shared/ folder beside the repository root)")
-    with np.load(path) as data:
-        return {k: torch.from_numpy(data[k]) for k in data.files}
+    return {k: torch.from_numpy(v) for k, v in load_io(name).items()}
 
 
 def identity_cameras(num_views: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,7 +61,7 @@ def center_rays(num_rays: int = 5) -> RayBundle:
 
 
 def test_deterministic_distances_match_closed_form():
-    d = sample_distances(1, 2, 3.0, 80.0, 64, deterministic=True, dtype=torch.float64)
+    d = sample_distances(1, 2, 3.0, 80.0, 64, dtype=torch.float64)
     k = np.arange(64) / 64.0
     expected = 1.0 / ((1.0 / 3.0) * (1.0 - k) + (1.0 / 80.0) * k)
     np.testing.assert_allclose(d[0, 1].numpy(), expected, rtol=1e-12)
@@ -76,9 +71,14 @@ def test_deterministic_distances_match_closed_form():
 
 def test_stratified_distances_stay_in_their_strata_and_are_reproducible():
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    d1 = sample_distances(2, 7, 3.0, 80.0, 16, generator=g1, dtype=torch.float64)
-    d2 = sample_distances(2, 7, 3.0, 80.0, 16, generator=g2, dtype=torch.float64)
+    j1 = draw_jitter(2, 7, 16, generator=g1, dtype=torch.float64)
+    d1 = sample_distances(2, 7, 3.0, 80.0, 16, j1, dtype=torch.float64)
+    d2 = sample_distances(
+        2, 7, 3.0, 80.0, 16, draw_jitter(2, 7, 16, generator=g2, dtype=torch.float64), dtype=torch.float64
+    )
     assert torch.equal(d1, d2)
+    with pytest.raises(ValueError, match="jitter has shape"):
+        sample_distances(2, 7, 3.0, 80.0, 16, j1[:, :3])
     t = (1.0 / d1 - 1.0 / 3.0) / (1.0 / 80.0 - 1.0 / 3.0)  # back to the [0, 1] parameter
     k = torch.arange(16, dtype=torch.float64)
     assert torch.all(t >= k / 16 - 1e-12) and torch.all(t <= (k + 1) / 16 + 1e-12)
@@ -90,7 +90,7 @@ def test_stratified_distances_stay_in_their_strata_and_are_reproducible():
 
 def test_weights_sum_to_one_and_last_alpha_is_one():
     sigma = torch.rand(4, 9, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.3
-    d = sample_distances(4, 9, 3.0, 80.0, 32, deterministic=True, dtype=torch.float64)
+    d = sample_distances(4, 9, 3.0, 80.0, 32, dtype=torch.float64)
     weights, alphas = composite_weights(sigma, d)
     assert torch.all(alphas[..., -1] == 1.0)
     assert torch.allclose(weights.sum(-1), torch.ones(4, 9, dtype=torch.float64), atol=1e-8)
@@ -108,7 +108,7 @@ def test_composite_hand_computed_three_samples():
 
 
 def test_zero_density_puts_all_weight_on_the_last_sample():
-    d = sample_distances(1, 1, 3.0, 80.0, 8, deterministic=True)
+    d = sample_distances(1, 1, 3.0, 80.0, 8)
     weights, _ = composite_weights(torch.zeros(1, 1, 8), d)
     assert torch.allclose(weights[0, 0], torch.tensor([0.0] * 7 + [1.0]))
 
@@ -116,9 +116,9 @@ def test_zero_density_puts_all_weight_on_the_last_sample():
 @pytest.mark.parametrize("k", [5, 20, 40])
 def test_opaque_sphere_renders_its_distance(k):
     rays = center_rays()
-    d = sample_distances(1, 1, rays.near, rays.far, 64, deterministic=True, dtype=torch.float64)[0, 0]
+    d = sample_distances(1, 1, rays.near, rays.far, 64, dtype=torch.float64)[0, 0]
     radius = 0.5 * (d[k - 1] + d[k]).item()  # between samples: the first opaque sample is k
-    out = render_rays(rays, SphereField(radius), constant_views((0.2, 0.4, 0.6)), 64, deterministic=True)
+    out = render_rays(rays, SphereField(radius), constant_views((0.2, 0.4, 0.6)), 64)
     assert torch.allclose(out.depth, torch.full_like(out.depth, d[k].item()), rtol=1e-5)
     assert (out.depth - radius).abs().max() <= (d[k] - d[k - 1]).item()
 
@@ -126,7 +126,7 @@ def test_opaque_sphere_renders_its_distance(k):
 def test_depth_is_monotone_in_the_surface_distance():
     rays = center_rays(3)
     views = constant_views((0.5, 0.5, 0.5))
-    depths = [render_rays(rays, SphereField(r), views, 64, deterministic=True).depth for r in (4.0, 9.0, 20.0, 50.0)]
+    depths = [render_rays(rays, SphereField(r), views, 64).depth for r in (4.0, 9.0, 20.0, 50.0)]
     for near, far in zip(depths[:-1], depths[1:], strict=True):
         assert torch.all(far > near)
 
@@ -134,8 +134,8 @@ def test_depth_is_monotone_in_the_surface_distance():
 def test_constant_colour_in_gives_the_same_colour_out_and_field_called_once():
     rays = center_rays()
     field = SphereField(12.0)
-    gen = torch.Generator().manual_seed(0)
-    out = render_rays(rays, field, constant_views((0.2, 0.4, 0.6), num_views=2), 32, generator=gen)
+    jitter = draw_jitter(1, 5, 32, generator=torch.Generator().manual_seed(0))
+    out = render_rays(rays, field, constant_views((0.2, 0.4, 0.6), num_views=2), 32, jitter=jitter)
     assert field.calls == 1
     assert out.rgb.shape == (1, 5, 2, 3)
     assert torch.allclose(out.rgb, torch.tensor([0.2, 0.4, 0.6]).expand_as(out.rgb), atol=1e-6)
@@ -153,7 +153,7 @@ def test_points_no_encoder_view_sees_are_invalid_in_every_render_view():
             out.invalid[:, ::2] = True  # every other point is invalid in both encoder views
             return out
 
-    out = render_rays(center_rays(), BlindField(10.0, 2), constant_views((0.1, 0.1, 0.1), 3), 8, deterministic=True)
+    out = render_rays(center_rays(), BlindField(10.0, 2), constant_views((0.1, 0.1, 0.1), 3), 8)
     expected = torch.zeros(1, 5 * 8, dtype=torch.bool)
     expected[:, ::2] = True
     assert torch.equal(out.invalid, expected.reshape(1, 5, 8, 1).expand(1, 5, 8, 3))
@@ -178,9 +178,9 @@ def test_chunked_rendering_equals_one_pass():
     rays = center_rays(7)
     views = constant_views((0.3, 0.2, 0.1), 2)
     views.colors = torch.rand(1, 2, 3, H, W, generator=torch.Generator().manual_seed(2))
-    full = render_rays(rays, SphereField(15.0), views, 16, deterministic=True)
+    full = render_rays(rays, SphereField(15.0), views, 16)
     chunked = render_rays_chunked(rays, SphereField(15.0), views, ray_chunk_size=3, samples_per_ray=16)
-    point_chunked = render_rays(rays, SphereField(15.0), views, 16, deterministic=True, point_chunk_size=10)
+    point_chunked = render_rays(rays, SphereField(15.0), views, 16, point_chunk_size=10)
     for other in (chunked, point_chunked):
         for name in ("depth", "weights", "alphas", "t_samples", "sigma", "rgb", "invalid", "field_invalid"):
             assert torch.allclose(getattr(full, name).float(), getattr(other, name).float()), name
@@ -219,8 +219,9 @@ def test_patch_sampler_shapes_ranges_colours_and_reproducibility():
     c2w = torch.eye(4).expand(B, V, 4, 4)
     sampler = PatchRaySampler(ray_batch_size=64 * 6)
     loss_ids = [1, 3]
-    rays, gt = sampler(colors, K, c2w, loss_ids, generator=torch.Generator().manual_seed(5))
-    rays2, gt2 = sampler(colors, K, c2w, loss_ids, generator=torch.Generator().manual_seed(5))
+    patches = sampler.draw(B, Hp, Wp, loss_ids, generator=torch.Generator().manual_seed(5))
+    rays, gt = sampler(colors, K, c2w, patches)
+    rays2, gt2 = sampler(colors, K, c2w, sampler.draw(B, Hp, Wp, loss_ids, generator=torch.Generator().manual_seed(5)))
     assert sampler.num_patches == 6
     assert rays.origins.shape == rays.directions.shape == gt.shape == (B, 384, 3)
     assert torch.equal(rays.pixels, rays2.pixels) and torch.equal(gt, gt2)
@@ -278,7 +279,7 @@ def _golden_render(data: dict[str, torch.Tensor], prefix: str):
         return FieldOutput(sigma=data[prefix + "sigma_samps"].reshape(1, -1), invalid=invalid.permute(0, 2, 1))
 
     views = RenderViews(colors=data["images"] * 0.5 + 0.5, K_norm=K, world_to_cam=world_to_cam)
-    return rays, render_rays(rays, replay_field, views, 64, deterministic=True)
+    return rays, render_rays(rays, replay_field, views, 64)
 
 
 @pytest.mark.parametrize(

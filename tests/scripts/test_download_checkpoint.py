@@ -12,7 +12,7 @@ import pytest
 
 from models.checkpoint import load_official_checkpoint
 from models.density_field import make_bts_field, make_mvbts_field
-from tests.models.fixtures import fixture_path
+from tests.golden import official_checkpoint
 
 SCRIPT = Path(__file__).resolve().parents[2] / "download_checkpoint.sh"
 
@@ -29,10 +29,10 @@ def server(tmp_path) -> Path:
     (root / "kdbts").mkdir(parents=True)
     (root / "kitti-360").mkdir()
     with zipfile.ZipFile(root / "kdbts" / "kitti_360.zip", "w") as archive:
-        archive.write(fixture_path("mvbts_r18.pt"), "kdbts/training_checkpoint_250000.pt")
-        archive.write(fixture_path("mvbts_r18.pt"), "mvbts/training_checkpoint_200000.pt")
+        archive.write(official_checkpoint("mvbts_r18.pt"), "kdbts/training_checkpoint_250000.pt")
+        archive.write(official_checkpoint("mvbts_r18.pt"), "mvbts/training_checkpoint_200000.pt")
     (root / "kdbts" / "kitti_raw.zip").write_bytes(b"this is not a zip archive")
-    shutil.copy(fixture_path("bts_r18.pt"), root / "kitti-360" / "training-checkpoint.pt")
+    shutil.copy(official_checkpoint("bts_r18.pt"), root / "kitti-360" / "training-checkpoint.pt")
     return root
 
 

@@ -102,11 +102,16 @@ def test_model_optimizer_scheduler_and_loss_instantiate(name):
     assert model.ray_sampler.num_patches * 64 == cfg.model.ray_batch_size
     assert model.field.encoder.resnet_layers == cfg.model.field.encoder.resnet_layers
     optimizer = instantiate(cfg.trainer.optimizer)(params=model.parameters())
-    expected_lr = 1e-5 if name == "train_kitti_raw_KD" else 1e-4  # the official KD ran after the x0.1 step
+    # The official KD runs continued the MVBTS schedule after its x0.1 step at 120k iterations.
+    expected_lr = 1e-5 if name in ("train_kitti_360_KD", "train_kitti_raw_KD") else 1e-4
     assert isinstance(optimizer, torch.optim.Adam) and optimizer.param_groups[0]["lr"] == expected_lr
     scheduler = instantiate(cfg.trainer.lr_scheduler)(optimizer=optimizer)
     assert isinstance(scheduler, torch.optim.lr_scheduler.StepLR) and scheduler.step_size == 120000
-    assert isinstance(instantiate(cfg.loss), LossConfig)
+    loss = instantiate(cfg.loss)
+    assert isinstance(loss, LossConfig)
+    # The official objective (REFERENCE 5.3, tests/training/test_official_step.py): 2 L_ph + 1e-3 L_eas (+ 1e-2 L_kd).
+    assert (loss.lambda_photometric, loss.lambda_smoothness) == (2.0, 1e-3)
+    assert loss.lambda_kd == (1e-2 if name.endswith("_KD") else 0.0)
 
 
 def _point_at_synthetic(cfg: DictConfig, root: Path) -> list[str]:

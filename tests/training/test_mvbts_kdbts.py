@@ -15,7 +15,7 @@ from models.losses import LossConfig, reconstruction_loss, training_loss
 from tests.training.conftest import compose_config
 from tests.training.scenes import TinySceneDataset
 from utils.training.checkpoints import init_weights, read_checkpoint, rolling_checkpoints
-from utils.training.steps import make_train_step
+from utils.training.steps import TrainStep
 from utils.training.train import training
 
 
@@ -99,9 +99,7 @@ def test_frozen_heads_and_encoder_do_not_move():
         p.requires_grad_(False)
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     params = [p for p in model.parameters() if p.requires_grad]
-    step = make_train_step(
-        model, torch.optim.Adam(params, lr=1e-2), LossConfig(lambda_kd=0.01), torch.device("cpu"), False
-    )
+    step = TrainStep(model, torch.optim.Adam(params, lr=1e-2), LossConfig(lambda_kd=0.01), torch.device("cpu"), False)
     output = step(None, _batch())
     assert output.kd is not None and output.finite
     after = dict(model.named_parameters())  # (BatchNorm statistics follow train mode, as officially)

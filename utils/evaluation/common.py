@@ -11,7 +11,7 @@ from datasets.sample import Sample
 from models.density_field import EncodedScene
 from models.rays import ImageRaySampler, distance_to_z
 from models.rendering import RenderViews, render_rays_chunked
-from utils.geometry import invert_rigid
+from utils.geometry import invert_pose
 
 
 def choose_device(name: str) -> torch.device:
@@ -24,7 +24,7 @@ def choose_device(name: str) -> torch.device:
 def relative_poses(batch: Sample) -> Tensor:
     """Poses (B, V, 4, 4) in the frame of view 0 (so "world" = the input camera, as officially)."""
     cam_to_world = batch.cam_to_world.float()
-    return invert_rigid(cam_to_world[:, :1]) @ cam_to_world
+    return invert_pose(cam_to_world[:, :1]) @ cam_to_world
 
 
 def encode_views(model: nn.Module, batch: Sample, encoder_views: list[int]) -> EncodedScene:
@@ -76,7 +76,7 @@ def render_depth(
     views = RenderViews(  # colours are not needed for depth; view 0 keeps the renderer's contract
         colors=batch.images[:, :1].float() * 0.5 + 0.5,
         K_norm=batch.K_norm[:, :1],
-        world_to_cam=invert_rigid(cam_to_world[:, :1]),
+        world_to_cam=invert_pose(cam_to_world[:, :1]),
     )
     out = render_rays_chunked(
         rays,
@@ -84,7 +84,6 @@ def render_depth(
         views,
         ray_chunk_size=ray_chunk_size,
         samples_per_ray=model.samples_per_ray,
-        deterministic=True,
     )
     return sampler.to_image(distance_to_z(out.depth, rays.directions_cam), pixels)  # (B, H, W)
 

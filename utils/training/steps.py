@@ -11,8 +11,8 @@ from ignite.engine import Engine
 from torch import Tensor, nn
 
 from datasets.sample import Sample
-from models.bts import BTSModel, ViewRender
-from models.losses import LossConfig, training_loss
+from models.bts import BTSModel, BTSOutput, StepChoices, ViewRender
+from models.losses import LossConfig, LossTerms, training_loss
 from utils.metrics import depth_metrics, resize_to
 from utils.training.checkpoints import unwrap
 
@@ -24,14 +24,30 @@ class TrainStepOutput:
     loss: float
     photometric: float
     smoothness: float
+    invalid_ratio: float  # share of rays the weight-guided mask dropped
     finite: bool
     kd: float | None = None  # the density distillation term (KDBTS), None when it is off
 
     def scalars(self) -> dict[str, float]:
-        scalars = {"loss": self.loss, "photometric": self.photometric, "smoothness": self.smoothness}
+        scalars = {
+            "loss": self.loss,
+            "photometric": self.photometric,
+            "smoothness": self.smoothness,
+            "invalid_ratio": self.invalid_ratio,
+        }
         if self.kd is not None:
             scalars["kd"] = self.kd
         return scalars
+
+
+@dataclass
+class StepResult:
+    """Everything one optimisation step produced: the forward pass, the loss terms (with their graph, whose
+    gradients now sit in the parameters' ``.grad``) and the scalars the engine logs."""
+
+    output: BTSOutput
+    terms: LossTerms
+    scalars: TrainStepOutput
 
 
 @dataclass
@@ -54,34 +70,49 @@ def all_finite(loss: Tensor) -> bool:
     return bool(idist.all_reduce(flag, op="MIN").item() > 0)
 
 
-def make_train_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, loss_cfg: LossConfig, device: torch.device, bf16: bool
-) -> Callable[[Engine, Sample], TrainStepOutput]:
-    """One optimisation step: forward (autocast), loss in float32, backward, step.
+class TrainStep:
+    """One optimisation step: forward (autocast), loss in float32, backward, optimizer step.
 
-    A non-finite loss makes no update, so the weights (and the NaN checkpoint) stay those before this batch.
+    The engine calls it with a batch (``step(engine, batch)``) and the step draws its random choices;
+    :meth:`run` also takes them explicitly (:class:`models.bts.StepChoices`), so a recorded step, such as the
+    official golden training step, is replayed on exactly this path. A non-finite loss makes no update, so the
+    weights (and the NaN checkpoint) stay those before this batch.
     """
 
-    def train_step(engine: Engine, batch: Sample) -> TrainStepOutput:
-        model.train()
-        batch = batch.to(device, non_blocking=True)
-        with autocast(device, bf16):
-            out = model(batch)
-        terms = training_loss(out.render, out.target, loss_cfg)
+    def __init__(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_cfg: LossConfig, device: torch.device, bf16: bool
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_cfg = loss_cfg
+        self.device = device
+        self.bf16 = bf16
+
+    def run(self, batch: Sample, choices: StepChoices | None = None) -> StepResult:
+        """Forward, loss, backward and (for a finite loss) an optimizer step on ``batch``."""
+        self.model.train()
+        batch = batch.to(self.device, non_blocking=True)
+        with autocast(self.device, self.bf16):
+            out = self.model(batch, choices)
+        terms = training_loss(out.render, out.target, self.loss_cfg)
         finite = all_finite(terms.total)
         if finite:
-            optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
-            optimizer.step()
-        return TrainStepOutput(
+            self.optimizer.step()
+        scalars = TrainStepOutput(
             loss=terms.total.item(),
             photometric=terms.photometric.item(),
             smoothness=terms.smoothness.item(),
+            invalid_ratio=terms.invalid_ratio.item(),
             finite=finite,
             kd=None if terms.kd is None else terms.kd.item(),
         )
+        return StepResult(output=out, terms=terms, scalars=scalars)
 
-    return train_step
+    def __call__(self, engine: Engine, batch: Sample) -> TrainStepOutput:
+        """The engine's process function: only the scalars leave the step (the graph is freed)."""
+        return self.run(batch).scalars
 
 
 def make_eval_step(model: nn.Module, device: torch.device, bf16: bool) -> Callable[[Engine, Sample], EvalStepOutput]:

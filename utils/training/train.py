@@ -31,7 +31,7 @@ from utils.training.checkpoints import (
     unwrap,
 )
 from utils.training.data import setup_data
-from utils.training.steps import make_eval_step, make_train_step
+from utils.training.steps import TrainStep, make_eval_step
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def setup_trainer(
 ) -> tuple[Engine, Engine, TensorboardLogger | None]:
     """Trainer and evaluator engines with every handler; TensorBoard, checkpoints and the bar on rank 0 only."""
     tcfg = cfg.trainer
-    trainer = Engine(make_train_step(model, optimizer, instantiate(cfg.loss), device, tcfg.bf16))
+    trainer = Engine(TrainStep(model, optimizer, instantiate(cfg.loss), device, tcfg.bf16))
     evaluator = Engine(make_eval_step(model, device, tcfg.bf16))
     handlers.attach_depth_metrics(evaluator)
 
