@@ -11,7 +11,7 @@ One class serves all three; they differ only in configuration:
 
 ``BTSModel(batch)`` is the training forward pass and returns a typed :class:`BTSOutput`; the loss is computed by
 the caller (the train step), and nothing is stored on the module between calls. :meth:`BTSModel.render_view`
-renders every pixel of one view (validation, visualisation).
+renders the pixels of one view (validation, evaluation, visualisation).
 
 Precision: under an outer ``torch.autocast`` only the image encoder runs in reduced precision. Poses, rays,
 projections and compositing run in float32 (autocast is switched off around them), because bf16 camera
@@ -29,8 +29,8 @@ from datasets.sample import Sample
 from models.density_field import DensityField, EncodedScene
 from models.encoder import draw_flip
 from models.frame_roles import EncodingStyle, FrameRoles, FrameSampleMode, choose_encoder_ids, choose_frame_roles
-from models.rays import ImageRaySampler, Patches, PatchRaySampler, RayBundle, distance_to_z
-from models.rendering import RenderOutput, RenderViews, draw_jitter, render_rays, render_rays_chunked
+from models.rays import ImageRaySampler, Patches, PatchRaySampler, RayBundle
+from models.rendering import ImageRender, RenderOutput, RenderViews, draw_jitter, render_image, render_rays
 from utils.geometry import invert_pose
 
 
@@ -61,14 +61,6 @@ class BTSOutput:
     @property
     def roles(self) -> FrameRoles:
         return self.choices.roles
-
-
-@dataclass
-class ViewRender:
-    """Every pixel of one view: z-depth and the colour composited from each render view."""
-
-    depth: Tensor  # (B, H, W), camera z-depth
-    rgb: Tensor  # (B, Vr, 3, H, W), in [0, 1]
 
 
 def relative_to_first_view(cam_to_world: Tensor) -> Tensor:
@@ -197,6 +189,18 @@ class BTSModel(nn.Module):
             )
         return BTSOutput(render=render, target=target, rays=rays, choices=choices)
 
+    def encode_views(self, batch: Sample, encoder_ids: tuple[int, ...] | None = None) -> EncodedScene:
+        """Encode the views ``encoder_ids`` (default ``eval_encoder_ids``) of a batch, posed in the frame of view 0."""
+        encoder_ids = self.eval_encoder_ids if encoder_ids is None else tuple(encoder_ids)
+        if max(encoder_ids) >= batch.num_views:
+            raise ValueError(
+                f"encoder views {list(encoder_ids)} asked for, but the batch has only {batch.num_views} views"
+            )
+        with _geometry_precision(batch.images.device):
+            cam_to_world = relative_to_first_view(batch.cam_to_world.float())
+        enc = tuple(encoder_ids)
+        return self.encode(_select(batch.images, enc), _select(batch.K_norm, enc), _select(cam_to_world, enc))
+
     @torch.no_grad()
     def render_view(
         self,
@@ -205,39 +209,35 @@ class BTSModel(nn.Module):
         render_ids: tuple[int, ...] | None = None,
         encoder_ids: tuple[int, ...] | None = None,
         head: str | None = None,
-    ) -> ViewRender:
-        """Render every pixel of ``view_id`` with ``head`` (default ``eval_head``) from the encoding of
-        ``encoder_ids`` (default ``eval_encoder_ids``); deterministic samples, chunked.
+        scene: EncodedScene | None = None,
+        pixels: Tensor | None = None,
+        ray_chunk_size: int | None = None,
+    ) -> ImageRender:
+        """Render the pixels of ``view_id`` (all, or the flat indices ``pixels``) with ``head`` (default
+        ``eval_head``) from ``scene`` (default: :meth:`encode_views` of ``encoder_ids``); deterministic samples.
 
         Colours come from ``render_ids`` (default: every other view, or view 0 itself for one-view samples).
+        ``ray_chunk_size`` defaults to ``eval_ray_chunk_size``.
         """
         B, V, _, H, W = batch.images.shape
         head = self.eval_head if head is None else head
-        encoder_ids = self.eval_encoder_ids if encoder_ids is None else tuple(encoder_ids)
-        if max(encoder_ids) >= V:
-            raise ValueError(f"encoder views {list(encoder_ids)} asked for, but the batch has only {V} views")
+        scene = self.encode_views(batch, encoder_ids) if scene is None else scene
         if render_ids is None:
             render_ids = tuple(i for i in range(V) if i != view_id) or (view_id,)
         with _geometry_precision(batch.images.device):
             cam_to_world = relative_to_first_view(batch.cam_to_world.float())
-        enc = tuple(encoder_ids)
-        scene = self.encode(_select(batch.images, enc), _select(batch.K_norm, enc), _select(cam_to_world, enc))
-        with _geometry_precision(batch.images.device):
-            colors = batch.images.float() * 0.5 + 0.5
-            sampler = ImageRaySampler(H, W, self.z_near, self.z_far)
-            rays = sampler(batch.K_norm, cam_to_world, view_id)  # (B, H W)
             render_views = RenderViews(
-                colors=_select(colors, render_ids),
+                colors=_select(batch.images.float(), render_ids) * 0.5 + 0.5,
                 K_norm=_select(batch.K_norm, render_ids),
                 world_to_cam=invert_pose(_select(cam_to_world, render_ids)),
             )
-            out = render_rays_chunked(
-                rays,
+            return render_image(
                 self.field.field_fn(scene, head),
+                ImageRaySampler(H, W, self.z_near, self.z_far),
+                batch.K_norm[:, view_id],
+                cam_to_world[:, view_id],
                 render_views,
-                ray_chunk_size=self.eval_ray_chunk_size,
+                pixels=pixels,
                 samples_per_ray=self.samples_per_ray,
+                ray_chunk_size=self.eval_ray_chunk_size if ray_chunk_size is None else ray_chunk_size,
             )
-            depth = sampler.to_image(distance_to_z(out.depth, rays.directions_cam))  # (B, H, W)
-            rgb = sampler.to_image(out.rgb).permute(0, 3, 4, 1, 2)  # (B, H, W, Vr, 3) -> (B, Vr, 3, H, W)
-        return ViewRender(depth=depth, rgb=rgb)

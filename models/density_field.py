@@ -20,10 +20,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.encoder import ImageEncoder, draw_flip
-from models.field_output import FieldOutput
+from models.field_output import FieldOutput, query_in_chunks
 from models.heads import MultiViewFusionHead, SingleViewHead
 from models.positional_encoding import encoded_dim, positional_encoding
 from utils.geometry import Z_EPS, invert_pose, project, transform_points
+
+DensityFn = Callable[[Tensor], tuple[Tensor, Tensor]]  # points (N, 3) -> sigma (N,), invalid in every view (N,)
 
 
 @dataclass
@@ -141,6 +143,26 @@ class DensityField(nn.Module):
         inputs, invalid = self.view_inputs(scene, points_world)  # (B, N, Ve, D), (B, N, Ve)
         raw = {name: head(inputs, invalid) for name, head in self.heads.items()}  # each (B, N)
         return FieldOutput(sigma=F.softplus(raw[density_head]), invalid=invalid, head_outputs=raw)
+
+    def query_chunked(
+        self, scene: EncodedScene, points_world: Tensor, density_head: str, chunk_size: int
+    ) -> FieldOutput:
+        """:meth:`query` over ``chunk_size`` points at a time (any number of points, bounded memory)."""
+        return query_in_chunks(self.field_fn(scene, density_head), points_world, chunk_size)
+
+    def density_fn(self, scene: EncodedScene, density_head: str, chunk_size: int) -> DensityFn:
+        """The field of one encoded scene as ``points (N, 3) -> (sigma (N,), seen by no encoder view (N,))``, for
+        occupancy grids, bird's-eye profiles and point clouds. The points may be of any float dtype and on any
+        device: they are queried in float32 on the scene's device, and the answers come back where they came from.
+        """
+        device = scene.features.device
+
+        @torch.no_grad()
+        def density(points: Tensor) -> tuple[Tensor, Tensor]:
+            out = self.query_chunked(scene, points[None].to(device, torch.float32), density_head, chunk_size)
+            return out.sigma[0].float().to(points.device), out.invalid[0].all(dim=-1).to(points.device)
+
+        return density
 
     def field_fn(self, scene: EncodedScene, density_head: str) -> Callable[[Tensor], FieldOutput]:
         """The renderer's view of this field for one encoded scene: ``points_world (B, N, 3) -> FieldOutput``."""

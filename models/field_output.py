@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 
@@ -16,3 +18,17 @@ class FieldOutput:
     # Raw (pre-softplus) outputs of every head, by head name, each (B, N). Returned, never
     # captured with hooks, so the KD loss sees exactly the points of this call.
     head_outputs: dict[str, Tensor] = field(default_factory=dict)
+
+
+def query_in_chunks(field_fn: Callable[[Tensor], FieldOutput], points: Tensor, chunk_size: int | None) -> FieldOutput:
+    """``field_fn`` on world points (B, N, 3), ``chunk_size`` points at a time (all at once when None), with the
+    outputs concatenated along N: the same values, bounded memory."""
+    N = points.shape[1]
+    if chunk_size is None or chunk_size >= N:
+        return field_fn(points)
+    outs = [field_fn(points[:, i : i + chunk_size]) for i in range(0, N, chunk_size)]
+    return FieldOutput(
+        sigma=torch.cat([o.sigma for o in outs], dim=1),
+        invalid=torch.cat([o.invalid for o in outs], dim=1),
+        head_outputs={k: torch.cat([o.head_outputs[k] for o in outs], dim=1) for k in outs[0].head_outputs},
+    )

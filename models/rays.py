@@ -184,8 +184,8 @@ class ImageRaySampler:
     """Every pixel of one view, row-major: R = H W, so ``(B, R, ...)`` reshapes to ``(B, H, W, ...)``.
 
     ``pixels`` (R,) flat row-major indices restricts the bundle to those pixels (the same rays as in the full
-    bundle); :meth:`to_image` then puts them back in place. Render the bundle with
-    :func:`models.rendering.render_rays_chunked` to bound memory.
+    bundle); :meth:`to_image` then puts them back in place. :func:`models.rendering.render_image` renders a
+    camera through it, chunk by chunk.
     """
 
     height: int

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.field_output import FieldOutput
-from models.rays import RayBundle
+from models.field_output import FieldOutput, query_in_chunks
+from models.rays import ImageRaySampler, RayBundle, distance_to_z
 from utils.geometry import project, transform_points
 
 DensityField = Callable[[Tensor], FieldOutput]
@@ -127,19 +127,6 @@ def sample_colors(points: Tensor, views: RenderViews) -> tuple[Tensor, Tensor]:
     return colors, invalid.permute(0, 2, 1)
 
 
-def _call_field(field: DensityField, points: Tensor, chunk_size: int | None) -> FieldOutput:
-    """Evaluate the field on (B, N, 3) points, in chunks of ``chunk_size`` points if given."""
-    N = points.shape[1]
-    if chunk_size is None or chunk_size >= N:
-        return field(points)
-    outs = [field(points[:, i : i + chunk_size]) for i in range(0, N, chunk_size)]
-    return FieldOutput(
-        sigma=torch.cat([o.sigma for o in outs], dim=1),
-        invalid=torch.cat([o.invalid for o in outs], dim=1),
-        head_outputs={k: torch.cat([o.head_outputs[k] for o in outs], dim=1) for k in outs[0].head_outputs},
-    )
-
-
 def render_rays(
     rays: RayBundle,
     field: DensityField,
@@ -161,7 +148,7 @@ def render_rays(
     points = rays.origins[:, :, None] + t[..., None] * rays.directions[:, :, None]  # (B, R, S, 3)
     points = points.reshape(B, R * S, 3)
 
-    out = _call_field(field, points, point_chunk_size)
+    out = query_in_chunks(field, points, point_chunk_size)
     sigma = out.sigma.reshape(B, R, S)
     weights, alphas = composite_weights(sigma, t)
     depth = (weights * t).sum(dim=-1)  # (B, R)
@@ -187,30 +174,46 @@ def render_rays(
     )
 
 
-def render_rays_chunked(
-    rays: RayBundle,
-    field: DensityField,
-    render_views: RenderViews,
-    ray_chunk_size: int = 1024,
-    samples_per_ray: int = 64,
-) -> RenderOutput:
-    """:func:`render_rays` with deterministic samples over chunks of ``ray_chunk_size`` rays, concatenated
-    (evaluation).
+@dataclass
+class ImageRender:
+    """The pixels of one camera for each of ``B`` scenes: depth and the colour composited from each render view."""
 
-    Peak memory is bounded by one chunk's intermediates; outputs are concatenated along R.
+    depth: Tensor  # (B, H, W), camera z-depth; NaN at pixels that were not rendered
+    rgb: Tensor  # (B, Vr, 3, H, W), in [0, 1]
+    invalid_weight: Tensor  # (B, Vr, H, W), the ray weight on samples invalid for that render view
+
+
+def render_image(
+    field: DensityField,
+    sampler: ImageRaySampler,
+    K_norm: Tensor,
+    cam_to_world: Tensor,
+    render_views: RenderViews,
+    pixels: Tensor | None = None,
+    samples_per_ray: int = 64,
+    ray_chunk_size: int = 4096,
+) -> ImageRender:
+    """Render every pixel of a camera (``K_norm`` (B, 3, 3), ``cam_to_world`` (B, 4, 4), the image size and
+    near/far of ``sampler``) with deterministic samples, ``ray_chunk_size`` rays at a time.
+
+    ``pixels`` (R,) flat row-major indices renders only those pixels (NaN elsewhere); each ray is rendered on its
+    own, so they equal the full image's. Only the per-pixel results are kept per chunk, so memory is bounded by
+    one chunk's samples. The one full-image path of validation, evaluation, the render scripts and the videos.
     """
-    R = rays.shape[1]
-    parts = [
-        render_rays(rays.slice(i, i + ray_chunk_size), field, render_views, samples_per_ray)
-        for i in range(0, R, ray_chunk_size)
-    ]
-    merged = {}
-    for f in dataclasses.fields(RenderOutput):
-        values = [getattr(p, f.name) for p in parts]
-        if f.name == "head_outputs":
-            merged[f.name] = {k: torch.cat([v[k] for v in values], dim=1) for k in values[0]}
-        elif values[0] is None:
-            merged[f.name] = None
-        else:
-            merged[f.name] = torch.cat(values, dim=1)
-    return RenderOutput(**merged)
+    B = K_norm.shape[0]
+    rays = sampler(K_norm[:, None], cam_to_world[:, None], 0, pixels)  # (B, R)
+    R, Vr = rays.shape[1], render_views.colors.shape[1]
+    depth = K_norm.new_empty(B, R)
+    rgb = K_norm.new_empty(B, R, Vr, 3)
+    invalid_weight = K_norm.new_empty(B, R, Vr)
+    for i in range(0, R, ray_chunk_size):
+        chunk = rays.slice(i, i + ray_chunk_size)
+        out = render_rays(chunk, field, render_views, samples_per_ray)
+        depth[:, i : i + ray_chunk_size] = distance_to_z(out.depth, chunk.directions_cam)
+        rgb[:, i : i + ray_chunk_size] = out.rgb
+        invalid_weight[:, i : i + ray_chunk_size] = (out.weights[..., None] * out.invalid).sum(dim=2)
+    return ImageRender(
+        depth=sampler.to_image(depth, pixels),
+        rgb=sampler.to_image(rgb, pixels).permute(0, 3, 4, 1, 2),  # (B, H, W, Vr, 3) -> (B, Vr, 3, H, W)
+        invalid_weight=sampler.to_image(invalid_weight, pixels).permute(0, 3, 1, 2),
+    )

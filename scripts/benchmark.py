@@ -216,7 +216,7 @@ def run_case(case: Case) -> CaseResult:
 def gen_img_custom_time(model, size: Size, device, bf16: bool, sync) -> float:
     """Seconds for one image through the ``gen_img_custom`` path (model already loaded and warm): read the example
     image, resize, encode, render the depth picture and the 256 x 256 x 64 bird's-eye profile."""
-    from utils.inference import PRESETS, InferenceModel, image_input, input_pictures, read_image
+    from scripts.common import PRESETS, InferenceModel, image_input, input_pictures, read_image
     from utils.training.steps import autocast
 
     loaded = InferenceModel(model, model.eval_head, size.image_size, PRESETS["KITTI-360"], device)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from models.rendering import sample_colors
-from utils.inference import (
+from scripts.common import (
     DensityFn,
     InputView,
     add_model_args,

@@ -19,7 +19,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from utils.inference import (
+from scripts.common import (
     add_model_args,
     add_picture_args,
     exit_on_input_error,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from utils.inference import (
+from scripts.common import (
     add_dataset_args,
     add_model_args,
     add_picture_args,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from utils.inference import (
+from scripts.common import (
     Camera,
     add_model_args,
     add_picture_args,
@@ -28,10 +28,10 @@ from utils.inference import (
     add_video_args,
     encode_input,
     exit_on_input_error,
-    load_trajectory,
     model_and_single_input,
     render_camera,
 )
+from scripts.videos.cameras import load_trajectory
 from utils.media import VideoWriter, video_frame
 from utils.visualization import colorize_depth
 

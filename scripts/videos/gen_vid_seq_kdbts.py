@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from utils.inference import (
+from scripts.common import (
     InputError,
     add_dataset_args,
     add_model_args,

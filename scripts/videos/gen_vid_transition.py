@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from utils.inference import (
+from scripts.common import (
     add_model_args,
     add_picture_args,
     add_single_input_args,
@@ -31,8 +31,8 @@ from utils.inference import (
     exit_on_input_error,
     model_and_single_input,
     render_camera,
-    transition_cameras,
 )
+from scripts.videos.cameras import transition_cameras
 from utils.media import VideoWriter, video_frame
 from utils.visualization import colorize_depth
 

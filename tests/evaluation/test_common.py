@@ -9,7 +9,7 @@ from datasets.sample import collate
 from models.bts import BTSModel
 from models.density_field import make_bts_field
 from tests.training.scenes import TinySceneDataset
-from utils.evaluation.common import encode_views, pixels_read, render_depth
+from utils.evaluation.common import pixels_read
 from utils.metrics import resize_to
 from utils.occupancy.protocol import depth_at_points
 
@@ -48,11 +48,12 @@ def test_sparse_render_equals_the_full_render_where_read(model_and_batch):
     model, batch = model_and_batch
     head = model.eval_head
     with torch.no_grad():
-        scene = encode_views(model, batch, [0])
-        full = render_depth(model, batch, scene, head, ray_chunk_size=97)  # (2, 48, 64)
+        full = model.render_view(batch, render_ids=(0,), head=head, ray_chunk_size=97).depth  # (2, 48, 64)
         uv = torch.rand(300, 2, generator=torch.Generator().manual_seed(1)) * 2.2 - 1.1  # some outside: border
         pixels = pixels_read(lambda index: depth_at_points(index, uv), 48, 64)
-        sparse = render_depth(model, batch, scene, head, ray_chunk_size=33, pixels=pixels)
+        scene = model.encode_views(batch, (0,))
+        sparse = model.render_view(batch, render_ids=(0,), head=head, scene=scene, pixels=pixels, ray_chunk_size=33)
+        sparse = sparse.depth
     assert sparse.shape == full.shape
     assert 0 < len(pixels) < 48 * 64
     flat_full, flat_sparse = full.view(2, -1), sparse.view(2, -1)
@@ -69,6 +70,5 @@ def test_sparse_render_equals_the_full_render_where_read(model_and_batch):
 def test_sparse_render_of_no_pixel_is_all_nan(model_and_batch):
     model, batch = model_and_batch
     with torch.no_grad():
-        scene = encode_views(model, batch, [0])
-        depth = render_depth(model, batch, scene, model.eval_head, 64, pixels=torch.zeros(0, dtype=torch.long))
+        depth = model.render_view(batch, render_ids=(0,), pixels=torch.zeros(0, dtype=torch.long)).depth
     assert depth.shape == (2, 48, 64) and depth.isnan().all()

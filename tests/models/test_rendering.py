@@ -10,8 +10,8 @@ from models.rendering import (
     RenderViews,
     composite_weights,
     draw_jitter,
+    render_image,
     render_rays,
-    render_rays_chunked,
     sample_colors,
     sample_distances,
 )
@@ -174,17 +174,37 @@ def test_sample_colors_hits_pixel_centres_and_flags_outside_points():
     assert invalid[0, :, 0].tolist() == [False, True, True]
 
 
-def test_chunked_rendering_equals_one_pass():
+def test_chunked_field_queries_equal_one_pass():
     rays = center_rays(7)
     views = constant_views((0.3, 0.2, 0.1), 2)
     views.colors = torch.rand(1, 2, 3, H, W, generator=torch.Generator().manual_seed(2))
     full = render_rays(rays, SphereField(15.0), views, 16)
-    chunked = render_rays_chunked(rays, SphereField(15.0), views, ray_chunk_size=3, samples_per_ray=16)
     point_chunked = render_rays(rays, SphereField(15.0), views, 16, point_chunk_size=10)
-    for other in (chunked, point_chunked):
-        for name in ("depth", "weights", "alphas", "t_samples", "sigma", "rgb", "invalid", "field_invalid"):
-            assert torch.allclose(getattr(full, name).float(), getattr(other, name).float()), name
-        assert torch.equal(full.head_outputs["head"], other.head_outputs["head"])
+    for name in ("depth", "weights", "alphas", "t_samples", "sigma", "rgb", "invalid", "field_invalid"):
+        assert torch.allclose(getattr(full, name).float(), getattr(point_chunked, name).float()), name
+    assert torch.equal(full.head_outputs["head"], point_chunked.head_outputs["head"])
+
+
+def test_render_image_equals_rendering_the_whole_bundle_at_once():
+    """Chunks that do not divide the image, a pixel subset, and no pixel at all."""
+    K, c2w = identity_cameras(2)
+    views = constant_views((0.3, 0.2, 0.1), 2)
+    views.colors = torch.rand(1, 2, 3, H, W, generator=torch.Generator().manual_seed(2))
+    sampler = ImageRaySampler(H, W)
+    rays = sampler(K[:, :1], c2w[:, :1])
+    whole = render_rays(rays, SphereField(15.0), views, 16)
+    image = render_image(SphereField(15.0), sampler, K[:, 0], c2w[:, 0], views, samples_per_ray=16, ray_chunk_size=7)
+    torch.testing.assert_close(image.depth, sampler.to_image(distance_to_z(whole.depth, rays.directions_cam)))
+    torch.testing.assert_close(image.rgb, sampler.to_image(whole.rgb).permute(0, 3, 4, 1, 2))
+    invalid_weight = (whole.weights[..., None] * whole.invalid).sum(dim=2)  # (1, R, Vr)
+    torch.testing.assert_close(image.invalid_weight, sampler.to_image(invalid_weight).permute(0, 3, 1, 2))
+    assert image.depth.shape == (1, H, W) and image.rgb.shape == (1, 2, 3, H, W)
+    pixels = torch.tensor([0, 7, W + 1, H * W - 1])
+    subset = render_image(SphereField(15.0), sampler, K[:, 0], c2w[:, 0], views, pixels=pixels, samples_per_ray=16)
+    torch.testing.assert_close(subset.depth.view(1, -1)[:, pixels], image.depth.view(1, -1)[:, pixels])
+    assert subset.depth.isnan().sum() == H * W - len(pixels)
+    none = render_image(SphereField(15.0), sampler, K[:, 0], c2w[:, 0], views, pixels=pixels[:0], samples_per_ray=16)
+    assert none.depth.isnan().all() and none.rgb.isnan().all()
 
 
 # --- rays and samplers ---------------------------------------------------------------------------------

@@ -23,22 +23,20 @@ from datasets.kitti_360 import Kitti360Dataset
 from datasets.synthetic import SyntheticRoot
 from models.field_output import FieldOutput
 from scripts import export_ply
-from scripts.images import gen_img_custom, gen_imgs
-from scripts.videos import gen_vid_nvs, gen_vid_seq_kdbts, gen_vid_transition
-from utils.geometry import make_rigid, project, rotation_y
-from utils.inference import (
+from scripts.common import (
     PRESETS,
     Camera,
     InputError,
     InputView,
     choose_checkpoint,
     compose_config,
-    density_profile,
-    load_trajectory,
     render_field,
-    transition_cameras,
 )
-from utils.occupancy.grid import transform
+from scripts.images import gen_img_custom, gen_imgs
+from scripts.videos import gen_vid_nvs, gen_vid_seq_kdbts, gen_vid_transition
+from scripts.videos.cameras import load_trajectory, transition_cameras
+from utils.geometry import make_rigid, project, rotation_y
+from utils.occupancy.grid import render_profile, transform
 from utils.ply import write_ply
 
 H, W = 64, 96
@@ -197,7 +195,7 @@ def test_profile_of_the_oracle_field_is_the_analytic_bird_eye_occupancy(syntheti
         return occupied.float() * 100.0, torch.zeros_like(occupied)
 
     X, Z, Y = 48, 40, 8
-    profile = density_profile(oracle, level_to_cam, (X, Z, Y))  # (Z, X)
+    profile = render_profile(oracle, level_to_cam, (X, Z, Y))  # (Z, X)
 
     # Analytic: the fraction of height slices (top, y = 0, downwards) above the first solid one in each column.
     x = -9.0 + 18.0 * torch.arange(X, dtype=torch.float64) / (X - 1)

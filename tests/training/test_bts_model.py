@@ -93,10 +93,8 @@ def test_bf16_autocast_keeps_geometry_in_float32(model):
     assert torch.isfinite(out.render.rgb).all()
 
 
-def test_bird_eye_profile_image(model, monkeypatch):
-    import utils.occupancy.grid as grid
+def test_bird_eye_profile_image(model):
     from utils.training.handlers import bird_eye_profile_image
 
-    monkeypatch.setattr(grid, "PROFILE_RES", (32, 24, 8))  # x, z, y: a coarse grid keeps the test fast
-    image = bird_eye_profile_image(model, _batch(num_views=2))
+    image = bird_eye_profile_image(model, _batch(num_views=2), res=(32, 24, 8))  # x, z, y: coarse keeps it fast
     assert image.shape == (3, 24, 32) and image.min() >= 0.0 and image.max() <= 1.0

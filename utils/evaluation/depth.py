@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from datasets.kitti_raw.depth import eigen_depth, garg_crop_mask
 from datasets.sample import Sample
 from datasets.synthetic.drives import kitti_raw_camera_to_world
-from utils.evaluation.common import encode_views, pixels_read, render_depth
+from utils.evaluation.common import pixels_read
 from utils.metrics import depth_metrics, resize_to
 from utils.occupancy.cache import ReferenceCache
 
@@ -47,8 +47,11 @@ class DepthEvaluator:
         scored = gt[0] > 0 if exact is None else (gt[0] > 0) | (exact > 0)
         H, W = batch.images.shape[-2:]
         pixels = pixels_read(lambda index: resize_to(index[None], size)[0][scored], H, W)
-        scene = encode_views(model, batch, encoder_views)
-        depth = render_depth(model, batch, scene, head, self.cfg.ray_chunk_size, pixels).float().cpu()  # (1, H, W)
+        chunk = self.cfg.ray_chunk_size
+        render = model.render_view(
+            batch, render_ids=(0,), encoder_ids=encoder_views, head=head, pixels=pixels, ray_chunk_size=chunk
+        )
+        depth = render.depth.float().cpu()  # (1, H, W), NaN where not read
         pred = resize_to(depth, size)
         row = {f"lidar/model/{k}": v.item() for k, v in depth_metrics(pred, gt, self.cfg.scaling).items()}
         if exact is not None:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from datasets.sample import Sample
-from utils.evaluation.common import encode_views, pixels_read, query_density, render_depth
+from utils.evaluation.common import pixels_read
 from utils.metrics import occupancy_metrics, occupancy_ranking
 from utils.occupancy.cache import ReferenceCache
 from utils.occupancy.grid import QueryGrid, transform
@@ -91,14 +91,18 @@ class OccupancyEvaluator:
         """Metrics of one frame (batch of one sample) and its bird's-eye maps."""
         cfg, device = self.cfg, batch.images.device
         sequence, frame_id = batch.sequence[0], batch.frame_id[0]
-        scene = encode_views(model, batch, encoder_views)
+        scene = model.encode_views(batch, encoder_views)
+        density = model.field.density_fn(scene, head, cfg.query_chunk_size)
         K_norm = batch.K_norm[0, 0].cpu()
         # The depth map is only read at the grid points' projections: render just those pixels.
         H, W = batch.images.shape[-2:]
         uv, _ = project_points(self.points_level, self.level_to_cam, K_norm)
         pixels = pixels_read(lambda index: depth_at_points(index, uv), H, W)
-        depth = render_depth(model, batch, scene, head, cfg.ray_chunk_size, pixels)[0].cpu()  # (H, W), NaN unread
-        sigma = query_density(model, scene, head, self.points_cam.to(device), cfg.query_chunk_size)[0].cpu()
+        render = model.render_view(
+            batch, render_ids=(0,), head=head, scene=scene, pixels=pixels, ray_chunk_size=cfg.ray_chunk_size
+        )
+        depth = render.depth[0].cpu()  # (H, W), NaN where not read
+        sigma = density(self.points_cam.to(device))[0].cpu()
         pred = sigma > cfg.occupancy_threshold
 
         visible_pred = visible_from_depth(self.points_level, self.level_to_cam, K_norm, depth)
@@ -130,7 +134,7 @@ class OccupancyEvaluator:
             row.update(_prefixed(f"lidar/{method}", occupancy_metrics(p, gt, visible)))
             row.update(_prefixed(f"lidar/{method}", occupancy_ranking(scores[method], gt, visible)))
         if truth is not None:
-            row.update(self._analytic_rows(predictions, scores, gt, truth, model, scene, head, sequence, frame_id))
+            row.update(self._analytic_rows(predictions, scores, gt, truth, density, device, sequence, frame_id))
 
         maps = {"prediction": pred, "reference": gt, "visible": visible}
         frame_maps = FrameMaps(
@@ -159,7 +163,7 @@ class OccupancyEvaluator:
         truth = self.cache.tensors(kind, sequence, frame_id, compute)
         return truth["occupied"], truth["visible"]
 
-    def _analytic_rows(self, predictions, scores, lidar_gt, truth, model, scene, head, sequence, frame_id) -> dict:
+    def _analytic_rows(self, predictions, scores, lidar_gt, truth, density, device, sequence, frame_id) -> dict:
         occupied, visible = truth
         gt = occupied & ~visible
         row = {}
@@ -173,8 +177,7 @@ class OccupancyEvaluator:
         if self.cfg.volume_y_res > 0:
             points_level = self.grid.volume(self.cfg.volume_y_res)
             occ, vis = self._analytic(sequence, frame_id, points_level, f"analytic_volume{self.cfg.volume_y_res}")
-            points_cam = transform(self.level_to_cam, points_level).to(scene.features.device)
-            sigma = query_density(model, scene, head, points_cam, self.cfg.query_chunk_size)[0].cpu()
+            sigma = density(transform(self.level_to_cam, points_level).to(device))[0].cpu()
             pred = sigma > self.cfg.occupancy_threshold
             row.update(_prefixed("analytic_volume/model", occupancy_metrics(pred, occ & ~vis, vis)))
             row.update(_prefixed("analytic_volume/model", occupancy_ranking(sigma, occ & ~vis, vis)))

@@ -8,6 +8,7 @@ and y points down (y = 0 at the camera height, y > 0 below it).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -24,6 +25,7 @@ Y_RANGE = (0.0, 0.75)
 X_RES, Z_RES = 80, 160
 
 # Bird's-eye profile grid (official render_profile).
+DensityFn = Callable[[Tensor], tuple[Tensor, Tensor]]  # points (N, 3) -> sigma (N,), invalid (N,)
 PROFILE_X_RANGE = (-9.0, 9.0)
 PROFILE_Z_RANGE = (21.0, 3.0)
 PROFILE_RES = (256, 256, 64)  # x, z, y
@@ -152,27 +154,22 @@ def bird_eye_profile(sigma: Tensor, invalid: Tensor, sigma_sum: float = PROFILE_
     return (torch.cumsum(sigma, dim=0) <= sigma_sum).to(sigma.dtype).mean(dim=0)
 
 
-def render_profile(
-    density_fn,
-    level_to_world: Tensor,
-    chunk: int = 65536,
-    res: tuple[int, int, int] | None = None,
-    sigma_sum: float = PROFILE_SIGMA_SUM,
-) -> Tensor:
-    """Bird's-eye profile (Z, X) (official: 256 x 256) of a density callable
-    ``points_world (N, 3) -> (sigma (N,), invalid (N,))`` on the grid of :func:`profile_grid` with ``res``.
+def render_profile(density_fn: DensityFn, level_to_world: Tensor, res: Sequence[int] = PROFILE_RES) -> Tensor:
+    """Bird's-eye profile (Z, X) in [0, 1] (1 = free, far at the top) of a density callable
+    ``points_world (N, 3) -> (sigma (N,), invalid (N,))`` (e.g. :meth:`DensityField.density_fn`) on the official
+    grid at ``res`` = (X, Z, Y) (official: 256, 256, 64).
 
-    ``level_to_world`` (4, 4) places the levelled frame in the world.
+    ``level_to_world`` (4, 4) places the levelled frame in the world. The official threshold (cumulative sigma <= 8
+    over 64 height slices) is scaled to ``Y`` slices, so that it stands for the same density integral over the
+    0.75 m band.
     """
-    grid = profile_grid(res=res)
-    shape = grid.shape[:3]
+    x_res, z_res, y_res = (int(r) for r in res)
+    grid = profile_grid(res=(x_res, z_res, y_res))
     points = transform(level_to_world, grid.reshape(-1, 3))
-    sigmas, invalids = [], []
-    for i in range(0, len(points), chunk):
-        s, inv = density_fn(points[i : i + chunk])
-        sigmas.append(s)
-        invalids.append(inv)
-    return bird_eye_profile(torch.cat(sigmas).reshape(shape), torch.cat(invalids).reshape(shape), sigma_sum)
+    sigma, invalid = density_fn(points)
+    sigma_sum = PROFILE_SIGMA_SUM * (y_res - 1) / (PROFILE_RES[2] - 1)
+    shape = grid.shape[:3]
+    return bird_eye_profile(sigma.reshape(shape), invalid.reshape(shape), sigma_sum)
 
 
 def transform(T: Tensor, points: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from datasets.sample import Sample
 from models.bts import BTSModel
 from utils.metrics import DEPTH_METRICS
-from utils.occupancy.grid import level_to_cam, render_profile
+from utils.occupancy.grid import PROFILE_RES, level_to_cam, render_profile
 from utils.training.checkpoints import CheckpointWriter
 from utils.training.steps import EvalStepOutput, TrainStepOutput
 from utils.visualization import colorize, colorize_depth
@@ -25,6 +25,7 @@ from utils.visualization import colorize, colorize_depth
 log = logging.getLogger(__name__)
 
 StateFn = Callable[[], dict[str, Any]]  # builds the checkpoint dict of the current training state
+PROFILE_CHUNK = 65536  # density queries per call for the bird's-eye profile
 
 
 def attach_nan_guard(trainer: Engine, writer: CheckpointWriter | None, state_fn: StateFn) -> None:
@@ -149,18 +150,15 @@ def attach_tensorboard(
     return tb
 
 
-def bird_eye_profile_image(model: BTSModel, batch: Sample) -> Tensor:
-    """Bird's-eye occupancy profile (3, 256, 256) of the first scene, in the levelled frame of view 0."""
+def bird_eye_profile_image(model: BTSModel, batch: Sample, res: tuple[int, int, int] = PROFILE_RES) -> Tensor:
+    """Bird's-eye occupancy profile (3, Z, X) (official grid: 256 x 256) of the first scene through the model's
+    ``eval_head``, in the levelled frame of view 0."""
     images, K_norm = batch.images[:1, :1], batch.K_norm[:1, :1]
     eye = torch.eye(4, device=images.device).expand(1, 1, 4, 4)
-    scene = model.encode(images, K_norm, eye)
-
-    def density(points: Tensor) -> tuple[Tensor, Tensor]:  # (N, 3) -> sigma (N,), invalid (N,)
-        out = model.field.query(scene, points[None].to(images.device), model.density_head)
-        return out.sigma[0].float().cpu(), out.invalid[0, :, 0].cpu()
-
     with torch.no_grad():
-        profile = render_profile(density, level_to_cam())  # (Z, X), 1 = free
+        scene = model.encode(images, K_norm, eye)
+        density = model.field.density_fn(scene, model.eval_head, PROFILE_CHUNK)
+        profile = render_profile(density, level_to_cam(), res)  # (Z, X), 1 = free
     return colorize(1.0 - profile, 0.0, 1.0)
 
 

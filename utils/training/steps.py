@@ -11,8 +11,9 @@ from ignite.engine import Engine
 from torch import Tensor, nn
 
 from datasets.sample import Sample
-from models.bts import BTSModel, BTSOutput, StepChoices, ViewRender
+from models.bts import BTSModel, BTSOutput, StepChoices
 from models.losses import LossConfig, LossTerms, training_loss
+from models.rendering import ImageRender
 from utils.metrics import depth_metrics, resize_to
 from utils.training.checkpoints import unwrap
 
@@ -55,7 +56,7 @@ class EvalStepOutput:
     """Per-image depth metrics (name -> (B',), images without ground truth left out) and the rendering."""
 
     metrics: dict[str, Tensor]
-    render: ViewRender
+    render: ImageRender
     batch: Sample
 
 

@@ -1,7 +1,7 @@
-"""What every render script shares: model loading, the input view, rendering a camera, the bird's-eye profile.
+"""What the render scripts share: model loading, the input view, rendering a camera, the bird's-eye profile.
 
 The scripts (``scripts/images``, ``scripts/videos``, ``scripts/export_ply.py``) are thin command lines over this
-module and :mod:`utils.media`::
+module, :mod:`scripts.videos.cameras` (camera paths) and :mod:`utils.media`::
 
     parser = argparse.ArgumentParser()
     add_model_args(parser)                            # --model/-m, --kind, --checkpoint, --head, --device, ...
@@ -11,7 +11,7 @@ module and :mod:`utils.media`::
     view = image_input(image, "name", loaded)         # InputView: colours, K_norm, name
     scene = encode_input(loaded, view)                # the encoded input view, posed at the identity
     render = render_camera(loaded, scene, view, input_camera(loaded, view))   # depth + colour of a camera
-    profile = density_profile(model_density(loaded, scene), loaded.preset.level_to_cam(), res)
+    profile = render_profile(model_density(loaded, scene), loaded.preset.level_to_cam(), res)
 
 Frames: the input camera is the world (``cam_to_world`` = identity; x right, y down, z forward). A *preset*
 (``KITTI-360``, ``KITTI-Raw``, ``synthetic``) names the dataset a model was trained on: its default normalised
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,12 +43,11 @@ from models.bts import BTSModel
 from models.checkpoint import CheckpointError
 from models.density_field import EncodedScene
 from models.field_output import FieldOutput
-from models.rays import ImageRaySampler, distance_to_z
-from models.rendering import RenderViews, render_rays_chunked
-from utils.evaluation.common import choose_device, query_density
-from utils.geometry import rotation_x
+from models.rays import ImageRaySampler
+from models.rendering import RenderViews, render_image
+from utils.evaluation.common import choose_device
 from utils.model_loading import checkpoint_run_config, load_model, resolve_checkpoint
-from utils.occupancy.grid import PROFILE_RES, PROFILE_SIGMA_SUM, level_to_cam, render_profile
+from utils.occupancy.grid import PROFILE_RES, DensityFn, level_to_cam, render_profile
 from utils.visualization import colorize, colorize_depth
 
 log = logging.getLogger(__name__)
@@ -58,7 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"
 MODEL_KINDS = ("bts", "mvbts", "kdbts")
 INVALID_WEIGHT = 0.8  # official render_poses: a pixel is invalid when its invalid samples carry > 0.8 weight
-DensityFn = Callable[[Tensor], tuple[Tensor, Tensor]]  # points (N, 3) -> sigma (N,), invalid (N,), on the CPU
+DENSITY_CHUNK = 65536  # density queries per call (profiles, point clouds)
 RenderField = Callable[[Tensor], FieldOutput]  # points (B, N, 3) -> FieldOutput, what the renderer calls
 
 
@@ -485,44 +483,26 @@ def render_field(
     device: torch.device,
 ) -> CameraRender:
     """Volume-render every pixel of ``camera`` through ``field`` (points (B, N, 3) in the input camera frame ->
-    :class:`FieldOutput`), colours from the input view; deterministic samples, ``ray_chunk_size`` rays at a time."""
+    :class:`FieldOutput`) with :func:`models.rendering.render_image`, colours from the input view."""
     H, W = camera.size
-    sampler = ImageRaySampler(H, W, camera.near, camera.far)
-    rays = sampler(camera.K_norm[None, None].float().to(device), camera.cam_to_world[None, None].float().to(device))
-    out = render_rays_chunked(
-        rays,
+    render = render_image(
         field,
+        ImageRaySampler(H, W, camera.near, camera.far),
+        camera.K_norm[None].float().to(device),
+        camera.cam_to_world[None].float().to(device),
         input_render_views(view, device),
-        ray_chunk_size=ray_chunk_size,
         samples_per_ray=samples_per_ray,
+        ray_chunk_size=ray_chunk_size,
     )
-    depth = sampler.to_image(distance_to_z(out.depth, rays.directions_cam))[0]  # (H, W)
-    invalid_weight = (out.weights * out.invalid[..., 0].float()).sum(dim=-1)  # (1, R)
-    valid = invalid_weight <= INVALID_WEIGHT
-    colors = sampler.to_image(out.rgb[:, :, 0] * valid[..., None])[0].permute(2, 0, 1)  # (3, H, W)
-    return CameraRender(depth=depth.cpu(), colors=colors.clamp(0.0, 1.0).cpu(), valid=sampler.to_image(valid)[0].cpu())
+    valid = render.invalid_weight[0, 0] <= INVALID_WEIGHT  # (H, W)
+    colors = (render.rgb[0, 0] * valid).clamp(0.0, 1.0)  # (3, H, W)
+    return CameraRender(depth=render.depth[0].cpu(), colors=colors.cpu(), valid=valid.cpu())
 
 
-def model_density(loaded: InferenceModel, scene: EncodedScene, chunk_size: int = 65536) -> DensityFn:
-    """The field of the encoded input as a density callable: points (N, 3) in the input camera frame ->
-    sigma (N,) and "no encoder view sees it" (N,), on the CPU."""
-
-    def density(points: Tensor) -> tuple[Tensor, Tensor]:
-        sigma, invalid = query_density(loaded.model, scene, loaded.head, points.float().to(loaded.device), chunk_size)
-        return sigma.float().cpu(), invalid.cpu()
-
-    return density
-
-
-def density_profile(density: DensityFn, level_to_world: Tensor, res: Sequence[int] = PROFILE_RES) -> Tensor:
-    """Bird's-eye profile (Z, X) in [0, 1] (1 = free, far at the top) on the official grid at ``res`` = (X, Z, Y).
-
-    The official threshold (cumulative sigma <= 8 over 64 height slices) is scaled to ``Y`` slices so that it
-    stands for the same density integral over the 0.75 m band.
-    """
-    x_res, z_res, y_res = (int(r) for r in res)
-    sigma_sum = PROFILE_SIGMA_SUM * (y_res - 1) / (PROFILE_RES[2] - 1)
-    return render_profile(density, level_to_world, res=(x_res, z_res, y_res), sigma_sum=sigma_sum)
+def model_density(loaded: InferenceModel, scene: EncodedScene) -> DensityFn:
+    """The density of the encoded input through ``loaded.head``: points (N, 3) in the input camera frame ->
+    sigma (N,), "no encoder view sees it" (N,)."""
+    return loaded.model.field.density_fn(scene, loaded.head, DENSITY_CHUNK)
 
 
 def add_picture_args(
@@ -565,60 +545,6 @@ def input_pictures(
     depth = colorize_depth(render.depth, *(depth_range or (loaded.model.z_near, loaded.model.z_far)))
     pictures = {"in": view.colors, "depth": depth}
     if profile_res is not None:
-        profile = density_profile(model_density(loaded, scene), loaded.preset.level_to_cam(), profile_res)
+        profile = render_profile(model_density(loaded, scene), loaded.preset.level_to_cam(), profile_res)
         pictures["profile"] = colorize(1.0 - profile, 0.0, 1.0)
     return pictures
-
-
-# ------------------------------------------------------------------------------------------------ trajectories
-def load_trajectory(path: str | Path, scale: float = 0.75, stride: int = 2) -> Tensor:
-    """Camera poses (N, 4, 4) ``cam_to_world`` in the input camera frame from an ``.npy`` of 4 x 4 poses: every
-    ``stride``-th pose, translations times ``scale`` (the official use of ``simple_movement.npy``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"trajectory not found: {path}")
-    poses = torch.from_numpy(np.load(path)).float()[::stride].clone()
-    if poses.dim() != 3 or poses.shape[1:] != (4, 4):
-        raise InputError(f"{path} holds {tuple(poses.shape)}, expected N x 4 x 4 camera poses")
-    poses[:, :3, 3] *= scale
-    return poses
-
-
-def crop_width(K_norm: Tensor, width: int, new_width: int) -> Tensor:
-    """Normalised intrinsics (3, 3) of a central crop from ``width`` to ``new_width`` pixels (same focal length
-    in pixels): the x row scales by ``width / new_width``."""
-    K = K_norm.clone()
-    K[0] = K_norm[0] * (width / new_width)  # fx, skew and cx
-    return K
-
-
-def transition_cameras(
-    spec: Transition,
-    K_norm: Tensor,
-    size: tuple[int, int],
-    z_near: float,
-    z_far: float,
-    frames: int = 30,
-    hold: int = 5,
-) -> list[Camera]:
-    """``frames`` cameras from the input camera (``K_norm`` (3, 3), ``size`` (H, W), ``z_near``/``z_far``) to the
-    top-down view of ``spec``, then ``hold`` more at the top (REFERENCE 9.1).
-
-    Frame ``i`` has progress ``p = (i / (frames - 1))^2`` and pitch ``t = p * pitch_deg`` (down); the camera
-    sits at ``y = y_top sin t``, ``z = z_top (1 - cos t)``; near/far go linearly to ``near_top``/``far_top`` and
-    the width shrinks linearly to a square (a central crop, same focal length in pixels).
-    """
-    H, W = size
-    cameras = []
-    for i in range(frames + hold):
-        progress = (min(i, frames - 1) / max(frames - 1, 1)) ** 2
-        t = math.radians(spec.pitch_deg) * progress
-        cam_to_world = torch.eye(4)
-        cam_to_world[:3, :3] = rotation_x(-t).float()  # optical axis (0, sin t, cos t): looking down
-        cam_to_world[1, 3] = spec.y_top * math.sin(t)
-        cam_to_world[2, 3] = spec.z_top * (1.0 - math.cos(t))
-        width = round(W + (H - W) * progress)
-        near = z_near + (spec.near_top - z_near) * progress
-        far = z_far + (spec.far_top - z_far) * progress
-        cameras.append(Camera(cam_to_world, crop_width(K_norm, W, width), (H, width), near, far))
-    return cameras
