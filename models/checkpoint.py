@@ -225,21 +225,32 @@ def load_official_checkpoint(
     head_names: Mapping[str, str] = OFFICIAL_HEAD_NAMES,
     allow_missing_prefixes: tuple[str, ...] = (),
 ) -> OfficialArchitecture:
-    """Load an official checkpoint file into ``field``; returns what the checkpoint held.
+    """Load an official checkpoint file into ``field``; returns what the checkpoint held (see
+    :func:`load_official_state`)."""
+    return load_official_state(field, read_official_checkpoint(path), str(path), head_names, allow_missing_prefixes)
+
+
+def load_official_state(
+    field: DensityField,
+    official: Mapping[str, Tensor],
+    source: str,
+    head_names: Mapping[str, str] = OFFICIAL_HEAD_NAMES,
+    allow_missing_prefixes: tuple[str, ...] = (),
+) -> OfficialArchitecture:
+    """Load an official model state dict (read from ``source``) into ``field``; returns what it held.
 
     Raises :class:`CheckpointError` naming both architectures when they differ (ResNet depth, heads), and
     listing keys when the state dicts differ in any other way.
     """
-    official = read_official_checkpoint(path)
     arch = detect_architecture(official)
     ckpt_heads = {head_names[h] for h in arch.official_heads if h in head_names}
     allowed_heads = {name for name in field.heads if f"heads.{name}." in allow_missing_prefixes}
     if arch.resnet_layers != field.encoder.resnet_layers or ckpt_heads | allowed_heads != set(field.heads):
         raise CheckpointError(
-            f"{path} holds a {arch.describe()} but the model is configured as {describe_field(field)} "
+            f"{source} holds a {arch.describe()} but the model is configured as {describe_field(field)} "
             f"(official heads map to ours as {dict(head_names)}); set the model config to match the checkpoint"
         )
     converted = convert_official_state_dict(official, head_names, field.num_freqs, field.freq_factor)
     load_state_dict_exact(field, converted, allow_missing_prefixes)
-    log.info("Loaded official %s checkpoint %s", arch.describe(), path)
+    log.info("Loaded official %s checkpoint %s", arch.describe(), source)
     return arch

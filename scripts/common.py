@@ -45,8 +45,8 @@ from models.density_field import EncodedScene
 from models.field_output import FieldOutput
 from models.rays import ImageRaySampler
 from models.rendering import RenderViews, render_image
+from utils.checkpoints import checkpoint_run_config, load_model, resolve_checkpoint
 from utils.evaluation.common import choose_device
-from utils.model_loading import checkpoint_run_config, load_model, resolve_checkpoint
 from utils.occupancy.grid import PROFILE_RES, DensityFn, level_to_cam, render_profile
 from utils.visualization import colorize, colorize_depth
 
@@ -209,7 +209,7 @@ def load_inference_model(
     device: str = "auto",
 ) -> InferenceModel:
     """Build the model of ``config_name`` (default: the preset's training config of ``kind``) with Hydra
-    ``overrides`` and load its weights through :func:`utils.model_loading.load_model` (our checkpoints rebuild
+    ``overrides`` and load its weights through :func:`utils.checkpoints.load_model` (our checkpoints rebuild
     the model from their stored run config).
 
     ``head`` defaults to the model's ``eval_head``. The image size is ``image_size`` if given, else the

@@ -41,8 +41,8 @@ from datasets.kitti_raw import KittiRawDataset
 from datasets.sample import Sample
 from datasets.synthetic.__main__ import parse_args as parse_generator_args
 from datasets.synthetic.generate import generate
+from utils.checkpoints import rolling_checkpoints
 from utils.geometry import invert_rigid, transform_points
-from utils.training.checkpoints import rolling_checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("demo")

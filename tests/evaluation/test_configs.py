@@ -7,8 +7,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from models.frame_roles import resolve_encoder_views
+from utils.checkpoints import MissingCheckpointError
 from utils.evaluation.run import evaluate
-from utils.model_loading import MissingCheckpointError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 EVAL_CONFIGS = sorted(p.stem for p in CONFIGS.glob("eval_*.yaml"))

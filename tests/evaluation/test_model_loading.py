@@ -5,7 +5,8 @@ import torch
 from omegaconf import OmegaConf
 
 from models.checkpoint import CheckpointError
-from utils.model_loading import MissingCheckpointError, load_model
+from tests.golden import official_checkpoint
+from utils.checkpoints import MissingCheckpointError, load_model
 
 from .test_configs import SMALL_MODEL, compose_eval
 
@@ -35,7 +36,7 @@ def test_no_checkpoint_needs_the_explicit_flag():
 def test_a_run_directory_resolves_to_its_best_then_newest_checkpoint(tmp_path):
     import pytest
 
-    from utils.model_loading import resolve_checkpoint
+    from utils.checkpoints import resolve_checkpoint
 
     for name in ("training_checkpoint_2.pt", "training_checkpoint_10.pt"):
         (tmp_path / name).write_bytes(b"x")
@@ -50,3 +51,18 @@ def test_a_run_directory_resolves_to_its_best_then_newest_checkpoint(tmp_path):
         resolve_checkpoint(empty)
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         resolve_checkpoint(tmp_path / "missing.pt")
+
+
+def test_an_official_checkpoint_sets_the_resnet_depth(caplog):
+    """The official R18 file evaluated with the ResNet-50 eval config and no override: the checkpoint decides."""
+    cfg = compose_eval("eval_lidar_occ_bts")
+    assert cfg.model.field.encoder.resnet_layers == 50
+    with caplog.at_level("INFO"):
+        model, used = load_model(cfg.model, official_checkpoint("bts_r18.pt"), False, use_checkpoint_config=True)
+    assert used.field.encoder.resnet_layers == 18 and model.field.encoder.resnet_layers == 18
+    assert used.field.encoder.pretrained is False  # the checkpoint overwrites every weight: no ImageNet download
+    assert "holds a ResNet-18 encoder" in caplog.text
+    official = torch.load(official_checkpoint("bts_r18.pt"), map_location="cpu", weights_only=True)["model"]
+    torch.testing.assert_close(
+        model.field.heads.single_view.mlp.output.weight, official["renderer.net.mlp_coarse.lin_out.weight"].float()
+    )

@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig
 
 from tests.training.conftest import tiny_config
-from utils.training.checkpoints import rolling_checkpoints
+from utils.checkpoints import rolling_checkpoints
 from utils.training.train import resolve_backend, training
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 
 from tests.training.conftest import REPO, tiny_config, tiny_overrides
-from utils.training.checkpoints import read_checkpoint, rolling_checkpoints
+from utils.checkpoints import read_checkpoint, rolling_checkpoints
 from utils.training.train import training
 
 STARTUP_TIMEOUT_S = 240

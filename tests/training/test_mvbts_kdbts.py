@@ -14,7 +14,7 @@ from models.density_field import make_mvbts_field
 from models.losses import LossConfig, reconstruction_loss, training_loss
 from tests.training.conftest import compose_config
 from tests.training.scenes import TinySceneDataset
-from utils.training.checkpoints import init_weights, read_checkpoint, rolling_checkpoints
+from utils.checkpoints import init_weights, read_checkpoint, rolling_checkpoints
 from utils.training.steps import TrainStep
 from utils.training.train import training
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.training.conftest import compose_config
-from utils.training.checkpoints import read_checkpoint, rolling_checkpoints
+from utils.checkpoints import read_checkpoint, rolling_checkpoints
 from utils.training.train import train
 
 

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from models.checkpoint import CheckpointError
 from tests.training.conftest import compose_config, tiny_config
-from utils.training.checkpoints import read_checkpoint, rolling_checkpoints
+from utils.checkpoints import read_checkpoint, rolling_checkpoints
 from utils.training.train import setup_model, setup_optimization, train, training
 
 

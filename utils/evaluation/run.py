@@ -18,12 +18,12 @@ from tqdm import tqdm
 from datasets.sample import collate
 from datasets.synthetic.generate import SyntheticRoot
 from models.frame_roles import resolve_encoder_views
+from utils.checkpoints import load_model
 from utils.evaluation.common import choose_device
 from utils.evaluation.depth import DepthEvaluator
 from utils.evaluation.occupancy import OccupancyEvaluator
 from utils.evaluation.report import format_table, git_commit, save_maps, write_csv, write_json
 from utils.metrics import FrameAverage
-from utils.model_loading import load_model
 from utils.occupancy.cache import ReferenceCache
 
 log = logging.getLogger(__name__)

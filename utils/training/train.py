@@ -21,15 +21,9 @@ from ignite.utils import manual_seed
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from utils.checkpoints import find_resume_checkpoint, init_weights
 from utils.training import handlers
-from utils.training.checkpoints import (
-    CheckpointWriter,
-    find_resume_checkpoint,
-    init_weights,
-    restore_training_state,
-    training_state,
-    unwrap,
-)
+from utils.training.checkpoints import CheckpointWriter, restore_training_state, training_state, unwrap
 from utils.training.data import setup_data
 from utils.training.steps import TrainStep, make_eval_step
 
@@ -62,7 +56,8 @@ def setup_model(cfg: DictConfig, device: torch.device) -> nn.Module:
     """The model from ``cfg.model``, optionally initialised from ``init_from``, on ``device`` (DDP if distributed)."""
     model = instantiate(cfg.model)
     if cfg.trainer.init_from is not None:
-        init_weights(model, cfg.trainer.init_from, new_heads=cfg.trainer.init_new_heads)
+        path = init_weights(model, cfg.trainer.init_from, new_heads=cfg.trainer.init_new_heads)
+        log.info("init_from %s: model weights only, the optimizer and the schedule start fresh", path)
     if cfg.trainer.compile:
         # Only the convolutional trunk: fixed shapes, one graph. Rays, sampling and compositing have data-dependent
         # shapes and stay eager. ``Module.compile`` works in place, so state_dict keys (checkpoints) do not change.
