@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from models.checkpoint import CheckpointError
+from utils import checkpoints as CK
 from utils.training import checkpoints as C
 
 
@@ -23,7 +24,7 @@ def test_rolling_checkpoints_keep_the_newest_n(tmp_path):
     writer = C.CheckpointWriter(tmp_path, n_saved=2, n_saved_best=1)
     for it in (2, 4, 6, 10):
         writer.save(_state(it), it)
-    assert [p.name for p in C.rolling_checkpoints(tmp_path)] == [
+    assert [p.name for p in CK.rolling_checkpoints(tmp_path)] == [
         "training_checkpoint_10.pt",
         "training_checkpoint_6.pt",
     ]
@@ -52,7 +53,7 @@ def test_a_crash_during_a_write_keeps_the_previous_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         C.atomic_save(_state(4), path)
     monkeypatch.undo()
-    assert C.read_checkpoint(path)["trainer"]["iteration"] == 2  # the good file was never touched
+    assert CK.read_checkpoint(path)["trainer"]["iteration"] == 2  # the good file was never touched
     assert (tmp_path / "training_checkpoint_2.pt.tmp").exists()
     C.CheckpointWriter(tmp_path, n_saved=2, n_saved_best=1)  # a new session clears the leftover
     assert not (tmp_path / "training_checkpoint_2.pt.tmp").exists()
@@ -66,18 +67,18 @@ def test_resume_from_a_directory_picks_the_newest_complete_checkpoint(tmp_path):
     (tmp_path / "training_checkpoint_8.pt").write_bytes(good[: len(good) // 3])  # truncated by a plain copy
     torch.save({"model": {}}, tmp_path / "training_checkpoint_10.pt")  # not a training checkpoint
     (tmp_path / "best_checkpoint_12_abs_rel_0.1000.pt").write_bytes(good)  # best files are not resumed from
-    path, data = C.find_resume_checkpoint(tmp_path)
+    path, data = CK.find_resume_checkpoint(tmp_path)
     assert path.name == "training_checkpoint_4.pt" and data["trainer"]["iteration"] == 4
 
 
 def test_resume_errors_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
-        C.find_resume_checkpoint(tmp_path / "missing")
+        CK.find_resume_checkpoint(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="no complete"):
-        C.find_resume_checkpoint(tmp_path)
+        CK.find_resume_checkpoint(tmp_path)
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read"):
-        C.find_resume_checkpoint(tmp_path / "broken.pt")
+        CK.find_resume_checkpoint(tmp_path / "broken.pt")
 
 
 def test_checkpoints_load_with_weights_only(tmp_path):
