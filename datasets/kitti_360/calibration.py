@@ -17,7 +17,7 @@ from torch import Tensor
 
 from datasets.calibration import DatasetError, expect_matrix, read_key_values, read_matrix_rows, require_file
 from datasets.kitti_360.layout import HINT_CALIBRATION, HINT_POSES
-from utils.fisheye import MeiCamera
+from datasets.mei import MeiCamera
 from utils.geometry import fisheye_virtual_rotation, invert_rigid, normalize_intrinsics
 
 

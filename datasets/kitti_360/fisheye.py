@@ -10,7 +10,7 @@ Two models:
   terms p1, p2, and normalises pixels with ``2 u / W - 1`` while sampling with
   ``align_corners=True``, so it reads the fisheye at ``u (W - 1) / W`` instead of ``u`` (up to
   ~1-2 px off in the 640 px view, REFERENCE 10.3). The official checkpoints were trained on it.
-* ``"exact"``: the full MEI model (:class:`utils.fisheye.MeiCamera`, with p1, p2) and pixel
+* ``"exact"``: the full MEI model (:class:`datasets.mei.MeiCamera`, with p1, p2) and pixel
   centre ``u`` mapped to ``2 u / (W - 1) - 1``, so ``align_corners=True`` samples exactly there.
 """
 
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from utils.fisheye import MeiCamera
+from datasets.mei import MeiCamera
 from utils.geometry import ray_grid
 
 FisheyeModel = Literal["official", "exact"]

@@ -5,20 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import torch
 
 from datasets.io import write_rgb, write_velodyne
+from datasets.mei import MeiCamera
 from datasets.synthetic import drives as D
 from datasets.synthetic import render as R
+from datasets.synthetic.root import SyntheticRoot
 from datasets.synthetic.writers import RAW_DATE
-from utils.fisheye import MeiCamera
-
-if TYPE_CHECKING:
-    from datasets.synthetic.generate import SyntheticRoot
 
 CAMERA_RANGE = 150.0
 LIDAR_RANGE = 120.0

@@ -22,7 +22,8 @@ from tqdm import tqdm
 from datasets.synthetic import drives as D
 from datasets.synthetic import writers as W
 from datasets.synthetic.frames import FrameRenderer, frame_paths
-from datasets.synthetic.rigs import Kitti360Rig, KittiRawRig, kitti360_rig, kitti_raw_rig
+from datasets.synthetic.rigs import kitti360_rig, kitti_raw_rig
+from datasets.synthetic.root import SyntheticRoot
 from datasets.synthetic.world import GENERATOR_VERSION, SyntheticWorld, WorldParams
 
 log = logging.getLogger(__name__)
@@ -46,39 +47,6 @@ class GeneratorConfig:
     small: bool = False
     fisheye_render_scale: float = 0.5
     show_progress: bool = True
-
-
-@dataclass
-class SyntheticRoot:
-    """Everything needed to rebuild the ground truth of a generated root (read from ``world.json``)."""
-
-    root: Path
-    world: SyntheticWorld
-    kitti360: list[D.DriveSpec]
-    kitti_raw: list[D.DriveSpec]
-    kitti360_rig: Kitti360Rig
-    kitti_raw_rig: KittiRawRig
-    fisheye_render_scale: float
-
-    @classmethod
-    def load(cls, root: Path) -> SyntheticRoot:
-        meta = json.loads((Path(root) / "world.json").read_text())
-        return cls(
-            root=Path(root),
-            world=SyntheticWorld(WorldParams(**meta["params"])),
-            kitti360=[D.DriveSpec(**d) for d in meta["kitti_360"]["sequences"]],
-            kitti_raw=[D.DriveSpec(**d) for d in meta["kitti_raw"]["drives"]],
-            kitti360_rig=kitti360_rig(meta["small"]),
-            kitti_raw_rig=kitti_raw_rig(meta["small"]),
-            fisheye_render_scale=meta["fisheye_render_scale"],
-        )
-
-    def drive(self, name: str) -> D.DriveSpec:
-        """The KITTI-360 sequence or KITTI-Raw drive called ``name``."""
-        for spec in [*self.kitti360, *self.kitti_raw]:
-            if spec.name == name:
-                return spec
-        raise KeyError(f"No synthetic drive named {name!r}")
 
 
 def kitti360_splits(specs: list[D.DriveSpec]) -> dict[str, list[tuple[str, int, str]]]:

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from datasets.mei import MeiCamera
 from datasets.synthetic.primitives import INF, INTERSECT, Kind, intersect_ground
 from datasets.synthetic.texture import sky_colour, surface_colour
 from datasets.synthetic.world import SyntheticWorld
-from utils.fisheye import MeiCamera
 
 PAIR_CHUNK = 1 << 15  # ray-primitive tests per batch (small enough to stay in cache)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from utils.fisheye import MeiCamera
+from datasets.mei import MeiCamera
 from utils.geometry import rotation_x, rotation_y, rotation_z
 
 # Columns are the camera axes (x right, y down, z forward) in the x-forward/y-left/z-up frame.

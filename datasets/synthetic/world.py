@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from datasets.mei import MeiCamera
 from datasets.synthetic import layout as L
 from datasets.synthetic.primitives import INF, INSIDE, INTERSECT, NORMAL, Kind, intersect_ground
-from utils.fisheye import MeiCamera
 
 GENERATOR_VERSION = "1.0"
 CAST_CHUNK = 4096

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.mei import MeiCamera
 from datasets.synthetic.drives import DriveSpec
 from datasets.synthetic.rigs import Kitti360Rig, KittiRawRig
-from utils.fisheye import MeiCamera
 
 RAW_DATE = "2011_09_26"
 CALIB_TIME = "calib_time: 09-Jan-2012 13:57:47"

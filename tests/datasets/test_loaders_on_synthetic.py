@@ -20,8 +20,8 @@ from datasets.kitti_360 import Kitti360Dataset
 from datasets.kitti_360.fisheye import fisheye_sampling_grid
 from datasets.kitti_raw import KittiRawDataset
 from datasets.synthetic import drives as D
-from datasets.synthetic.generate import SyntheticRoot
 from datasets.synthetic.render import colours_along
+from datasets.synthetic.root import SyntheticRoot
 from utils.geometry import (
     camera_rays,
     denormalize_intrinsics,

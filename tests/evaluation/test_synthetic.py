@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from datasets.kitti_360.dataset import Kitti360Dataset
-from datasets.synthetic.generate import SyntheticRoot
+from datasets.synthetic.root import SyntheticRoot
 from utils.evaluation.occupancy import OccupancyEvaluator, window_reference
 from utils.evaluation.run import evaluate
 from utils.metrics import occupancy_metrics

@@ -14,7 +14,6 @@ from torch import Tensor, nn
 
 from datasets.kitti_raw.depth import eigen_depth, garg_crop_mask
 from datasets.sample import Sample
-from datasets.synthetic.drives import kitti_raw_camera_to_world
 from utils.evaluation.common import pixels_read
 from utils.metrics import depth_metrics, resize_to
 from utils.occupancy.cache import ReferenceCache
@@ -61,19 +60,14 @@ class DepthEvaluator:
 
     def exact_depth(self, sequence: str, frame_id: int, is_right: bool, size: tuple[int, int]) -> Tensor:
         """Exact z-depth (H, W) of the synthetic KITTI-Raw input camera, Eigen range and Garg crop, 0 elsewhere."""
-        synthetic = self.synthetic
-        rig = synthetic.kitti_raw_rig
+        rig = self.synthetic.kitti_raw_rig
         if (rig.height, rig.width) != size:
             raise ValueError(f"ground truth is {size} but the synthetic rig renders {(rig.height, rig.width)}")
-        camera = 3 if is_right else 2
-        drive = synthetic.drive(sequence.split("/")[-1])
-        cam_to_world = torch.from_numpy(kitti_raw_camera_to_world(synthetic.world, drive, rig, camera)[frame_id])
-        K = torch.from_numpy(rig.P_rect[camera][:, :3])
         H, W = size
         crop = torch.from_numpy(garg_crop_mask(H, W))  # only these pixels are scored: cast only their rays
         v, u = torch.nonzero(crop, as_tuple=True)
         pixels = torch.stack([u, v], dim=-1).to(torch.float64)  # (u, v) pixel centres
         z = np.zeros((H, W))
-        z[crop.numpy()] = synthetic.world.depth_pinhole(cam_to_world, K, pixels).numpy()
+        z[crop.numpy()] = self.synthetic.kitti_raw_depth(sequence, frame_id, is_right, pixels).numpy()
         z = np.where(np.isfinite(z), z, 0.0)
         return torch.from_numpy(eigen_depth(z))

@@ -30,7 +30,6 @@ from utils.occupancy.grid import QueryGrid, transform
 from utils.occupancy.lidar import LidarReference, lidar_reference
 from utils.occupancy.protocol import (
     DEPTH_PLUS,
-    analytic_visible,
     depth_at_points,
     depth_baseline,
     project_points,
@@ -154,10 +153,9 @@ class OccupancyEvaluator:
         def compute() -> dict[str, Tensor]:
             T = self._level_to_world(sequence, frame_id)
             points_world = transform(T, points_level.to(torch.float64))
-            world = self.synthetic.world
             return {
-                "occupied": world.occupied(points_world),
-                "visible": analytic_visible(world, points_world, T[:3, 3]),
+                "occupied": self.synthetic.occupied(points_world),
+                "visible": self.synthetic.visible(points_world, T[:3, 3]),
             }
 
         truth = self.cache.tensors(kind, sequence, frame_id, compute)

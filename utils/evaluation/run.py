@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from datasets.sample import collate
-from datasets.synthetic.generate import SyntheticRoot
+from datasets.synthetic.root import SyntheticRoot
 from models.frame_roles import resolve_encoder_views
 from utils.checkpoints import load_model
 from utils.evaluation.common import choose_device

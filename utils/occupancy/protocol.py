@@ -57,11 +57,3 @@ def depth_baseline(
     surface = depth_at_points(depth, uv)
     behind = z > surface
     return behind if thickness is None else behind & (z <= surface + thickness)
-
-
-def analytic_visible(world, points_world: Tensor, camera_centre: Tensor) -> Tensor:
-    """(P,) bool: nothing of the analytic world lies between the camera centre (3,) and the point (P, 3)."""
-    offsets = points_world.to(torch.float32) - camera_centre.to(torch.float32)
-    dist = offsets.norm(dim=-1)
-    hits = world.cast(camera_centre.to(torch.float32).expand_as(offsets), offsets / dist[:, None])
-    return hits.distance >= dist

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from datasets.kitti_360 import Kitti360Dataset
 from datasets.kitti_360.fisheye import fisheye_sampling_grid, resample_fisheye
+from datasets.mei import MeiCamera
 from tests.datasets.kitti_360.world import FISH_SIZE, FISHEYE, P_RECT, PERSP_H, PERSP_W
-from utils.fisheye import MeiCamera
 from utils.geometry import fisheye_virtual_rotation, normalize_intrinsics
 
 TARGET = (48, 160)

@@ -12,8 +12,9 @@ from datasets.io import read_rgb, read_velodyne
 from datasets.synthetic import drives as D
 from datasets.synthetic import render as R
 from datasets.synthetic.frames import FrameRenderer, frame_paths, lens_mask
-from datasets.synthetic.generate import END_MARGIN, FIRST_POSED_FRAME, SyntheticRoot
+from datasets.synthetic.generate import END_MARGIN, FIRST_POSED_FRAME
 from datasets.synthetic.rigs import homogeneous
+from datasets.synthetic.root import SyntheticRoot
 
 
 @pytest.fixture(scope="module")

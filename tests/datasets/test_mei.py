@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from utils.fisheye import MeiCamera
+from datasets.mei import MeiCamera
 
 # KITTI-360 image_02 calibration (realistic values).
 CAM = MeiCamera(
