@@ -19,9 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.encoder import ImageEncoder, draw_flip
+from models.encoder import ImageEncoder
 from models.field_output import FieldOutput, query_in_chunks
-from models.heads import MultiViewFusionHead, SingleViewHead
 from models.positional_encoding import encoded_dim, positional_encoding
 from utils.geometry import Z_EPS, invert_pose, project, transform_points
 
@@ -84,33 +83,37 @@ def view_inputs(
     return inputs.transpose(1, 2), invalid.transpose(1, 2)
 
 
+HeadFactory = Callable[..., nn.Module]  # d_in=... -> a head (a ``_partial_`` head config)
+
+
 class DensityField(nn.Module):
-    """Shared image encoder + named density heads (BTS: one head; MVBTS/KDBTS: teacher and student)."""
+    """Shared image encoder + named density heads (BTS: one head; MVBTS/KDBTS: teacher and student).
+
+    ``heads`` maps names to head factories called with ``d_in``, the width of one view's head input (the encoder's
+    ``d_out`` channels + the positional encoding: 64 + 39 = 103 officially). An empty entry (``model/head/none`` in a
+    config, or None) leaves that slot out.
+    """
 
     def __init__(
         self,
         encoder: ImageEncoder,
-        heads: Mapping[str, nn.Module],
+        heads: Mapping[str, HeadFactory | None],
         z_near: float = 3.0,
         z_far: float = 80.0,
         num_freqs: int = 6,
         freq_factor: float = 1.5,
     ) -> None:
         super().__init__()
-        heads = {name: head for name, head in heads.items() if head is not None}  # null in a config removes a head
+        d_in = encoder.d_out + encoded_dim(3, num_freqs)
+        heads = {name: make(d_in=d_in) for name, make in heads.items() if make}
         if not heads:
             raise ValueError("a DensityField needs at least one head")
         self.encoder = encoder
-        self.heads = nn.ModuleDict(dict(heads))
+        self.heads = nn.ModuleDict(heads)
         self.z_near = z_near
         self.z_far = z_far
         self.num_freqs = num_freqs
         self.freq_factor = freq_factor
-
-    @property
-    def d_head_in(self) -> int:
-        """Width of one view's head input: features + positional encoding (64 + 39 = 103 officially)."""
-        return self.encoder.d_out + encoded_dim(3, self.num_freqs)
 
     def encode(self, images: Tensor, K_norm: Tensor, cam_to_world: Tensor, flip: bool = False) -> EncodedScene:
         """Encode the encoder views: images in [-1, 1] (B, Ve, 3, H, W), K_norm (B, Ve, 3, 3),
@@ -122,12 +125,6 @@ class DensityField(nn.Module):
             K_norm=K_norm,
             world_to_cam=invert_pose(cam_to_world),
         )
-
-    def encode_train(
-        self, images: Tensor, K_norm: Tensor, cam_to_world: Tensor, flip_p: float = 0.5, generator=None
-    ) -> EncodedScene:
-        """:meth:`encode` with the flip augmentation drawn with probability ``flip_p`` for the batch."""
-        return self.encode(images, K_norm, cam_to_world, flip=draw_flip(flip_p, generator))
 
     def view_inputs(self, scene: EncodedScene, points_world: Tensor) -> tuple[Tensor, Tensor]:
         """World points (B, N, 3) -> head inputs (B, N, Ve, D), invalid (B, N, Ve). See :func:`view_inputs`."""
@@ -171,34 +168,6 @@ class DensityField(nn.Module):
         return partial(self.query, scene, density_head=density_head)
 
 
-# Head names used by the builders below and by official-checkpoint conversion (models.checkpoint).
+# Head names of the shipped model configs, used by official-checkpoint conversion (models.checkpoint).
 SINGLE_VIEW_HEAD = "single_view"
 MULTI_VIEW_HEAD = "multi_view"
-
-
-def make_bts_field(resnet_layers: int = 50, pretrained: bool = True, freeze_encoder: bool = False) -> DensityField:
-    """BTS (official ``exp_kitti_360``): one head ``single_view``, MLP 103 -> 64 -> 1 on view 0."""
-    encoder = ImageEncoder(resnet_layers=resnet_layers, pretrained=pretrained, freeze=freeze_encoder)
-    d_in = encoder.d_out + encoded_dim(3, 6)
-    return DensityField(encoder, heads={SINGLE_VIEW_HEAD: SingleViewHead(d_in, d_hidden=64)})
-
-
-def make_mvbts_field(
-    resnet_layers: int = 50,
-    pretrained: bool = True,
-    freeze_encoder: bool = False,
-    d_hidden: int = 128,
-    d_feature: int = 16,
-    d_fusion_hidden: int = 16,
-    view_dropout: float = 0.0,
-    with_student: bool = True,
-) -> DensityField:
-    """MVBTS teacher ``multi_view`` (official ``multiviewhead3``), plus the KDBTS student ``single_view``."""
-    encoder = ImageEncoder(resnet_layers=resnet_layers, pretrained=pretrained, freeze=freeze_encoder)
-    d_in = encoder.d_out + encoded_dim(3, 6)
-    heads: dict[str, nn.Module] = {
-        MULTI_VIEW_HEAD: MultiViewFusionHead(d_in, d_hidden, d_feature, d_fusion_hidden, view_dropout)
-    }
-    if with_student:
-        heads[SINGLE_VIEW_HEAD] = SingleViewHead(d_in, d_hidden=64, view_index=0)
-    return DensityField(encoder, heads=heads)

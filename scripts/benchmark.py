@@ -127,8 +127,9 @@ def make_batch(batch_size: int, image_size: tuple[int, int], generator):
 
 def build(model_kind: str, size: Size, batch_size: int, channels_last: bool = False):
     """Model and loss config from the real training config at ``size``."""
-    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
+
+    from utils.config import compose_config
 
     overrides = [
         f"model.field.encoder.resnet_layers={size.resnet_layers}",
@@ -139,8 +140,7 @@ def build(model_kind: str, size: Size, batch_size: int, channels_last: bool = Fa
         f"trainer.batch_size={batch_size}",
         f"model.field.encoder.channels_last={channels_last}",
     ]
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
-        cfg = compose(config_name=MODEL_CONFIGS[model_kind], overrides=overrides)
+    cfg = compose_config(MODEL_CONFIGS[model_kind], overrides)
     return instantiate(cfg.model), instantiate(cfg.loss)
 
 
@@ -294,8 +294,7 @@ def loader_throughput(root: Path, image_size: tuple[int, int], samples: int, wor
 
 def eval_throughput(root: Path, size: Size, frames: int, workers: int, work_dir: Path, device: str) -> dict:
     """Frames/s of both protocols on the synthetic world with a random model: a cold reference cache, then warm."""
-    from hydra import compose, initialize_config_dir
-
+    from utils.config import compose_config
     from utils.evaluation.run import evaluate
 
     common = [
@@ -324,8 +323,7 @@ def eval_throughput(root: Path, size: Size, frames: int, workers: int, work_dir:
                 f"data.pose_path={data_path / 'orb-slam_poses'}",
                 f"data.split_dir={data_path / 'splits' / 'synthetic'}",
             ]
-        with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
-            cfg = compose(config_name=name, overrides=overrides)
+        cfg = compose_config(name, overrides)
         start = time.perf_counter()
         evaluate(cfg, work_dir / key)
         elapsed = time.perf_counter() - start

@@ -31,9 +31,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch import Tensor
 
 from datasets.calibration import DatasetError
@@ -46,6 +45,7 @@ from models.field_output import FieldOutput
 from models.rays import ImageRaySampler
 from models.rendering import RenderViews, render_image
 from utils.checkpoints import checkpoint_run_config, load_model, resolve_checkpoint
+from utils.config import compose_config
 from utils.evaluation.common import choose_device
 from utils.occupancy.grid import PROFILE_RES, DensityFn, level_to_cam, render_profile
 from utils.visualization import colorize, colorize_depth
@@ -168,12 +168,6 @@ class InferenceModel:
     image_size: tuple[int, int]  # (H, W) the input image is resized to
     preset: Preset
     device: torch.device
-
-
-def compose_config(name: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """The training config ``configs/<name>.yaml`` composed with Hydra ``overrides`` (``key=value``)."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        return compose(config_name=name, overrides=list(overrides))
 
 
 def choose_checkpoint(checkpoint: str | None, preset: Preset, kind: str, allow_random_weights: bool) -> Path | None:

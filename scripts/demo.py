@@ -32,8 +32,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
 from datasets.kitti_360 import Kitti360Dataset
 from datasets.kitti_360.preprocess import preprocess
@@ -42,6 +40,7 @@ from datasets.sample import Sample
 from datasets.synthetic.__main__ import parse_args as parse_generator_args
 from datasets.synthetic.generate import generate
 from utils.checkpoints import rolling_checkpoints
+from utils.config import compose_config
 from utils.geometry import invert_rigid, transform_points
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,11 +174,6 @@ def prepare_loader_cache(root: Path, budget: Budget, workers: int, quiet: bool) 
 
 
 # --- stage 2: training -----------------------------------------------------------------------------------------
-
-
-def compose_config(name: str, overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
-        return compose(config_name=name, overrides=overrides)
 
 
 def train_stage(name: str, config: str, overrides: list[str], out: Path, iters: int, device: str) -> Path:

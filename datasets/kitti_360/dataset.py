@@ -87,6 +87,7 @@ class Kitti360Dataset(Dataset):
         self.return_depth = return_depth
 
         self.layout = Kitti360Layout(Path(data_path), None if pose_path is None else Path(pose_path))
+        self.data_path, self.split_path = self.layout.root, split_path
         require_dir(self.layout.root, "Download KITTI-360 and point data_path at its root folder.")
         require_dir(self.layout.calibration, HINT_CALIBRATION)
         require_dir(self.layout.images_root, HINT_IMAGES)

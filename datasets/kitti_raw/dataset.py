@@ -67,6 +67,7 @@ class KittiRawDataset(Dataset):
         if frame_count < 1:
             raise ValueError(f"frame_count must be >= 1, got {frame_count}")
         self.data_path = require_dir(Path(data_path), DATA_HINT)
+        self.split_path = split_path
         self.pose_root = resolve_repo_path(pose_path)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.frame_count = int(frame_count)

@@ -7,7 +7,7 @@ import torch
 
 from datasets.sample import collate
 from models.bts import BTSModel
-from models.density_field import make_bts_field
+from tests.builders import BTS, build_field
 from tests.training.scenes import TinySceneDataset
 from utils.evaluation.common import pixels_read
 from utils.metrics import resize_to
@@ -38,7 +38,7 @@ def test_pixels_read_refuses_maps_float32_cannot_index():
 @pytest.fixture(scope="module")
 def model_and_batch():
     torch.manual_seed(0)
-    field = make_bts_field(resnet_layers=18, pretrained=False)
+    field = build_field(BTS)
     model = BTSModel(field, "kitti360-mono", ray_batch_size=128, samples_per_ray=8, eval_ray_chunk_size=64).eval()
     ds = TinySceneDataset(length=2, image_size=(48, 64), num_views=2)
     return model, collate([ds[0], ds[1]])

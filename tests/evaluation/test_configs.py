@@ -1,30 +1,26 @@
 """Every eval config composes; evaluation without a checkpoint is an error unless asked for."""
 
-from pathlib import Path
-
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 
 from models.frame_roles import resolve_encoder_views
 from utils.checkpoints import MissingCheckpointError
+from utils.config import CONFIG_DIR, compose_config
 from utils.evaluation.run import evaluate
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-EVAL_CONFIGS = sorted(p.stem for p in CONFIGS.glob("eval_*.yaml"))
+EVAL_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("eval_*.yaml"))
 SMALL_MODEL = ["model.field.encoder.resnet_layers=18", "model.field.encoder.pretrained=false"]
 
 
 def compose_eval(name, overrides=()):
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
-        return compose(config_name=name, overrides=list(overrides))
+    return compose_config(name, overrides)
 
 
 @pytest.mark.parametrize("name", EVAL_CONFIGS)
 def test_eval_config_composes_and_builds_the_model(name):
     cfg = compose_eval(name, SMALL_MODEL)
     assert cfg.checkpoint is None and cfg.allow_random_weights is False
-    assert cfg.eval.protocol in ("lidar_occupancy", "depth")
+    assert get_class(cfg.eval._target_).protocol in ("lidar_occupancy", "depth")  # the protocol is its _target_
     model = instantiate(cfg.model)
     assert cfg.eval_head in model.field.heads
     views = resolve_encoder_views(cfg.encoder_views)

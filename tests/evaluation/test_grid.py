@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from utils.occupancy.grid import bird_eye_profile, cam_to_level, level_to_cam, query_grid, transform, volume_grid
+from utils.occupancy.grid import QueryGrid, bird_eye_profile, cam_to_level, level_to_cam, transform
 
 
 def test_camera_pitched_down_looks_down_in_the_levelled_frame():
@@ -29,15 +29,17 @@ def test_horizon_is_above_the_image_centre_and_road_is_level():
     assert torch.allclose(cam_to_level() @ level_to_cam(), torch.eye(4, dtype=torch.float64))
 
 
-def test_query_grid_shape_and_values():
-    q = query_grid()
+def test_the_official_query_grid_shape_and_values():
+    q = QueryGrid().points()
     assert q.shape == (12800, 3)
     assert q[0].tolist() == pytest.approx([-4.0, 0.375, 20.0])
     assert q[1].tolist() == pytest.approx([-4.0 + 8 / 79, 0.375, 20.0])  # x runs fastest
     assert q[80].tolist() == pytest.approx([-4.0, 0.375, 20.0 - 16 / 159])  # then z, far to near
     assert q[-1].tolist() == pytest.approx([4.0, 0.375, 4.0])
     assert torch.all(q[:, 1] == 0.375)
-    assert volume_grid(3).shape == (3 * 12800, 3)
+    volume = QueryGrid().volume(3)
+    assert volume.shape == (3 * 12800, 3)
+    assert volume[:, 1].unique().tolist() == pytest.approx([0.0, 0.375, 0.75])
 
 
 def test_bird_eye_profile():
@@ -49,13 +51,9 @@ def test_bird_eye_profile():
 
 
 def test_the_configurable_grid_defaults_to_the_official_one():
-    from utils.occupancy.grid import QueryGrid
-    from utils.occupancy.lidar import FAR_DIST as FAR_DIST_OFFICIAL
-
     grid = QueryGrid()
-    assert torch.equal(grid.points(), query_grid()) and torch.equal(grid.volume(3), volume_grid(3))
     assert torch.equal(grid.cam_to_level(), cam_to_level())  # the 7-digit official constants
-    assert grid.far_dist == pytest.approx(FAR_DIST_OFFICIAL)
+    assert grid.far_dist == pytest.approx((20.0**2 + 4.0**2) ** 0.5)  # official: ||(z_max, x_min)||
 
 
 def test_a_level_wide_grid():

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from utils.occupancy.grid import QueryGrid
 from utils.occupancy.lidar import lidar_reference, occupied_by_scans, polar_surfaces, surface_distance
 
 
@@ -79,7 +80,7 @@ def test_vote_needs_all_but_two_scans(num_scans, num_near, expected):
     walls = [10.0] + [4.0] * num_near + [10.0] * (num_scans - num_near - 1)
     scans = [torch.cat([_wall(d), torch.zeros(360, 1, dtype=torch.float64)], dim=1) for d in walls]
     T = torch.eye(4, dtype=torch.float64).expand(num_scans, 4, 4)
-    ref = lidar_reference(torch.tensor([[5.0, 0.0, 0.0]]), scans, T, far_dist=0.0)
+    ref = lidar_reference(torch.tensor([[5.0, 0.0, 0.0]]), scans, T, (0.0, 0.75), far_dist=0.0)
     # occ_score = (1 + num_near) / n > (n - 2) / n  <=>  num_near >= n - 2
     assert ref.occupied.item() is expected
     assert ref.visible.item() is True  # the first scan sees the 10 m wall behind the point
@@ -90,6 +91,9 @@ def test_height_band_and_far_points_select_scan_points():
     # levelled frame == velodyne frame here: a point at y = 2 (outside [0, 0.75]) and closer than
     # sqrt(416) m is dropped, so its bin falls back to the neighbouring values.
     scan = torch.tensor([[10.0, 0.5, 0.0], [3.0, 2.0, 0.0], [-30.0, 0.0, 0.0]], dtype=torch.float64)
-    ref = lidar_reference(torch.tensor([[5.0, 3.3, 0.0]]), [scan], torch.eye(4, dtype=torch.float64)[None])
+    grid = QueryGrid()
+    ref = lidar_reference(
+        torch.tensor([[5.0, 3.3, 0.0]]), [scan], torch.eye(4, dtype=torch.float64)[None], grid.y_range, grid.far_dist
+    )
     # the 2 kept points fill every bin with 10.0 (y = 0.5 point) or 30 (far point); the query is free
     assert ref.visible.item() is True

@@ -4,19 +4,16 @@ import json
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from datasets.kitti_360.dataset import Kitti360Dataset
-from datasets.synthetic.root import SyntheticRoot
+from utils.config import compose_config
 from utils.evaluation.occupancy import OccupancyEvaluator, window_reference
 from utils.evaluation.run import evaluate
 from utils.metrics import occupancy_metrics
-from utils.occupancy.cache import ReferenceCache
-from utils.occupancy.grid import level_to_cam, query_grid
+from utils.occupancy.grid import QueryGrid, level_to_cam
 from utils.occupancy.protocol import depth_baseline, reference_occupancy
 
-from .test_configs import CONFIGS, SMALL_MODEL
+from .test_configs import SMALL_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +23,8 @@ def world_frame(synthetic_root):
     dataset = Kitti360Dataset(
         k360, split_path=k360 / "splits" / "test_files.txt", image_size=(32, 96), return_stereo=False
     )
-    synthetic = SyntheticRoot.load(synthetic_root)
-    cfg = OmegaConf.create({"volume_y_res": 0, "query_chunk_size": 50000})
-    evaluator = OccupancyEvaluator(cfg, dataset, ReferenceCache(None, "synthetic", {}), synthetic)
+    evaluator = OccupancyEvaluator(dataset, synthetic_root=synthetic_root)
+    synthetic = evaluator.synthetic
     sequence, index, _ = dataset._datapoints[0]
     return dataset, synthetic, evaluator, sequence, int(dataset._frame_ids[sequence][index])
 
@@ -36,7 +32,7 @@ def world_frame(synthetic_root):
 @pytest.fixture(scope="module")
 def truth_and_lidar(world_frame):
     dataset, _, evaluator, sequence, frame_id = world_frame
-    points = query_grid()
+    points = QueryGrid().points()
     truth = evaluator._analytic(sequence, frame_id, points, "analytic")
     return points, truth, window_reference(dataset, sequence, frame_id, 20, points)
 
@@ -77,11 +73,6 @@ def test_depth_baselines_from_the_exact_depth(world_frame, truth_and_lidar):
     assert (~behind[visible]).float().mean() > 0.9
 
 
-def _compose(name, overrides):
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
-        return compose(config_name=name, overrides=overrides)
-
-
 def test_synthetic_occupancy_eval_end_to_end(synthetic_root, tmp_path):
     overrides = [
         *SMALL_MODEL,
@@ -96,7 +87,7 @@ def test_synthetic_occupancy_eval_end_to_end(synthetic_root, tmp_path):
         "eval.save_worst=1",
         f"eval.cache_dir={tmp_path / 'cache'}",
     ]
-    summary = evaluate(_compose("eval_synthetic_occ", overrides), tmp_path / "run1")
+    summary = evaluate(compose_config("eval_synthetic_occ", overrides), tmp_path / "run1")
     assert summary["analytic/oracle/o_acc"] == 1.0 and summary["analytic/oracle/ie_auroc"] == 1.0
     # the constant baselines: complementary accuracies, no ranking at all
     assert summary["analytic/empty/o_acc"] + summary["analytic/occupied/o_acc"] == pytest.approx(1.0)
@@ -113,7 +104,7 @@ def test_synthetic_occupancy_eval_end_to_end(synthetic_root, tmp_path):
     assert (tmp_path / "run1" / "per_frame.csv").is_file()
     assert len(list((tmp_path / "run1" / "worst_frames").glob("*.png"))) == 1
 
-    again = evaluate(_compose("eval_synthetic_occ", overrides), tmp_path / "run2")  # second run: cached
+    again = evaluate(compose_config("eval_synthetic_occ", overrides), tmp_path / "run2")  # second run: cached
     cached = json.loads((tmp_path / "run2" / "metrics.json").read_text())["cache"]
     assert (cached["hits"], cached["misses"], cached["key"]) == (3, 0, saved["cache"]["key"])
     assert again == pytest.approx(summary, nan_ok=True)
@@ -131,22 +122,22 @@ def test_synthetic_depth_eval_end_to_end(synthetic_root, tmp_path):
         "eval.max_frames=1",
         f"eval.cache_dir={tmp_path / 'cache'}",
     ]
-    summary = evaluate(_compose("eval_synthetic_depth", overrides), tmp_path / "run1")
+    summary = evaluate(compose_config("eval_synthetic_depth", overrides), tmp_path / "run1")
     for benchmark in ("lidar", "analytic"):
         assert summary[f"{benchmark}/model/abs_rel"] >= 0.0
         assert 0.0 <= summary[f"{benchmark}/model/a1"] <= 1.0
     # The exact depth map is model-independent: the second run reads it back and scores the same.
-    again = evaluate(_compose("eval_synthetic_depth", overrides), tmp_path / "run2")
+    again = evaluate(compose_config("eval_synthetic_depth", overrides), tmp_path / "run2")
     cached = json.loads((tmp_path / "run2" / "metrics.json").read_text())["cache"]
     assert (cached["hits"], cached["misses"]) == (1, 0)
     assert again == pytest.approx(summary, nan_ok=True)
 
 
 def test_unknown_baseline_is_a_clear_error(world_frame):
-    dataset, synthetic, _, _, _ = world_frame
-    cfg = OmegaConf.create({"baselines": ["depth", "deph"], "volume_y_res": 0})
+    dataset = world_frame[0]
     with pytest.raises(ValueError, match=r"unknown \['deph'\]"):
-        OccupancyEvaluator(cfg, dataset, ReferenceCache(None, "synthetic", {}), synthetic)
-    cfg = OmegaConf.create({"baselines": ["oracle"], "volume_y_res": 0})
+        OccupancyEvaluator(dataset, baselines=["depth", "deph"])
     with pytest.raises(ValueError, match="needs the synthetic world"):
-        OccupancyEvaluator(cfg, dataset, ReferenceCache(None, "synthetic", {}), None)
+        OccupancyEvaluator(dataset, baselines=["oracle"])
+    with pytest.raises(ValueError, match="set eval.synthetic_root"):
+        OccupancyEvaluator(dataset, volume_y_res=2)

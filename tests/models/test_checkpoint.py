@@ -13,7 +13,7 @@ from models.checkpoint import (
     load_state_dict_exact,
     read_official_checkpoint,
 )
-from models.density_field import make_bts_field, make_mvbts_field
+from tests.builders import BTS, KDBTS, NO_VIEW_DROPOUT, build_field
 from tests.golden import official_checkpoint
 
 
@@ -24,7 +24,7 @@ def bts_official():
 
 @pytest.fixture(scope="module")
 def bts_field():
-    return make_bts_field(resnet_layers=18, pretrained=False)
+    return build_field(BTS)
 
 
 def save(tmp_path, state_dict, **extra):
@@ -60,7 +60,7 @@ def test_conversion_upcasts_and_drops_constant_buffers(bts_official, bts_field):
 
 def test_training_checkpoint_entries_are_ignored(tmp_path, bts_official):
     path = save(tmp_path, bts_official, trainer={"iteration": 3}, optimizer={}, lr_scheduler={})
-    load_official_checkpoint(make_bts_field(18, pretrained=False), path)
+    load_official_checkpoint(build_field(BTS), path)
 
 
 def test_removed_key_is_listed(tmp_path, bts_official, bts_field):
@@ -96,13 +96,13 @@ def test_shape_mismatch_is_listed(tmp_path, bts_official, bts_field):
 
 
 def test_resnet18_checkpoint_into_resnet50_model_names_both():
-    field = make_bts_field(resnet_layers=50, pretrained=False)
+    field = build_field(BTS, "model.field.encoder.resnet_layers=50")
     with pytest.raises(CheckpointError, match="holds a ResNet-18 BTS .* configured as ResNet-50"):
         load_official_checkpoint(field, official_checkpoint("bts_r18.pt"))
 
 
 def test_mvbts_checkpoint_into_bts_model_names_both():
-    field = make_bts_field(resnet_layers=18, pretrained=False)
+    field = build_field(BTS)
     with pytest.raises(CheckpointError, match="MVBTS \\+ KDBTS student .* heads: single_view"):
         load_official_checkpoint(field, official_checkpoint("mvbts_r18.pt"))
 
@@ -111,7 +111,7 @@ def test_new_student_can_be_left_at_init_only_when_named(tmp_path):
     official = read_official_checkpoint(official_checkpoint("mvbts_r18.pt"))
     teacher_only = {k: v for k, v in official.items() if "singleviewhead" not in k}
     path = save(tmp_path, teacher_only)
-    field = make_mvbts_field(resnet_layers=18, pretrained=False, with_student=True)
+    field = build_field(KDBTS, NO_VIEW_DROPOUT)
     with pytest.raises(CheckpointError):
         load_official_checkpoint(field, path)
     init = field.heads["single_view"].mlp.hidden.weight.clone()

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from models.density_field import EncodedScene, make_bts_field, make_mvbts_field
+from models.density_field import EncodedScene
 from models.heads import INVALID_VIEW_LOGIT, MultiViewFusionHead
+from tests.builders import BTS, KDBTS, MVBTS, NO_VIEW_DROPOUT, build_field
 from utils.geometry import make_rigid, rotation_y
 
 H, W = 64, 96
@@ -14,7 +15,7 @@ K_NORM = torch.tensor([[0.7849, 0.0, -0.0312], [0.0, 2.9391, 0.2701], [0.0, 0.0,
 @pytest.fixture(scope="module")
 def mvbts():
     torch.manual_seed(0)
-    return make_mvbts_field(resnet_layers=18, pretrained=False).eval()
+    return build_field(KDBTS, NO_VIEW_DROPOUT).eval()
 
 
 def scene_inputs(seed: int, views: int = 2):
@@ -70,9 +71,14 @@ def test_unknown_head_is_an_error(mvbts):
         mvbts.field_fn(scene, "teacher")
 
 
-def test_bts_model_has_one_head():
-    field = make_bts_field(resnet_layers=18, pretrained=False)
-    assert list(field.heads) == ["single_view"] and field.d_head_in == 103
+def test_heads_get_their_input_width_from_the_field():
+    """d_in is derived: 64 feature channels + 39 of positional encoding (103 officially), or what the config says."""
+    field = build_field(BTS)
+    assert list(field.heads) == ["single_view"] and field.heads.single_view.mlp.hidden.in_features == 103
+    kdbts = build_field(KDBTS, "model.field.encoder.d_out=32", "model.field.num_freqs=4")
+    assert list(kdbts.heads) == ["single_view", "multi_view"]  # the teacher config has no student: model/head/none
+    assert kdbts.heads.multi_view.view_mlp.hidden.in_features == 32 + 3 + 3 * 2 * 4
+    assert list(build_field(MVBTS).heads) == ["multi_view"]
 
 
 def fusion_inputs(views: int, n: int = 50):

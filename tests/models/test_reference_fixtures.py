@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from models.checkpoint import load_official_checkpoint
-from models.density_field import MULTI_VIEW_HEAD, SINGLE_VIEW_HEAD, make_bts_field, make_mvbts_field
+from models.density_field import MULTI_VIEW_HEAD, SINGLE_VIEW_HEAD
+from tests.builders import BTS, KDBTS, NO_VIEW_DROPOUT, build_field
 from tests.golden import load_io, official_checkpoint
 
 RTOL = 1e-4
@@ -29,7 +30,7 @@ def encode_inputs(io: dict, views: slice = slice(None)) -> tuple[torch.Tensor, .
 @pytest.fixture(scope="module")
 def bts():
     io = load_io("bts_r18_io.npz")
-    field = make_bts_field(resnet_layers=18, pretrained=False).eval()
+    field = build_field(BTS).eval()
     load_official_checkpoint(field, official_checkpoint("bts_r18.pt"))
     with torch.no_grad():
         scene = field.encode(*encode_inputs(io))
@@ -42,7 +43,7 @@ def bts():
 @pytest.fixture(scope="module")
 def mvbts():
     io = load_io("mvbts_r18_io.npz")
-    field = make_mvbts_field(resnet_layers=18, pretrained=False).eval()
+    field = build_field(KDBTS, NO_VIEW_DROPOUT).eval()
     load_official_checkpoint(field, official_checkpoint("mvbts_r18.pt"))
     points = torch.from_numpy(io["points"])
     with torch.no_grad():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from models.checkpoint import load_official_checkpoint
-from models.density_field import make_bts_field, make_mvbts_field
+from tests.builders import BTS, KDBTS, NO_VIEW_DROPOUT, build_field
 from tests.golden import official_checkpoint
 
 SCRIPT = Path(__file__).resolve().parents[2] / "download_checkpoint.sh"
@@ -43,7 +43,7 @@ def test_zip_is_unpacked_after_download_and_the_loader_reads_it(server, tmp_path
     kdbts = out / "kitti_360" / "kdbts" / "training_checkpoint_250000.pt"
     assert kdbts.is_file() and (out / "kitti_360" / "mvbts" / "training_checkpoint_200000.pt").is_file()
     assert str(kdbts) in result.stdout
-    arch = load_official_checkpoint(make_mvbts_field(resnet_layers=18, pretrained=False), kdbts)
+    arch = load_official_checkpoint(build_field(KDBTS, NO_VIEW_DROPOUT), kdbts)
     assert arch.kind == "MVBTS + KDBTS student"
     assert not list(out.rglob("*.partial"))
 
@@ -53,7 +53,7 @@ def test_bts_checkpoint_lands_under_pretrained(server, tmp_path):
     result = run("bts-kitti-360", server.as_uri(), out)
     assert result.returncode == 0, result.stderr
     path = out / "kitti_360" / "pretrained" / "training-checkpoint.pt"
-    assert load_official_checkpoint(make_bts_field(resnet_layers=18, pretrained=False), path).kind == "BTS"
+    assert load_official_checkpoint(build_field(BTS), path).kind == "BTS"
 
 
 def test_offline_fails_cleanly_and_writes_nothing(tmp_path):

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIG_DIR = str(REPO / "configs")
+from utils.config import compose_config
+
 # Adds the `data=tiny` option (tests/training/configs/data/tiny.yaml) to the real config tree.
 SEARCHPATH = f"hydra.searchpath=[file://{Path(__file__).resolve().parent / 'configs'}]"
-
-
-def compose_config(name: str, overrides: list[str] = ()) -> DictConfig:
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
-        return compose(config_name=name, overrides=list(overrides))
 
 
 def tiny_overrides(output_dir: Path, *extra: str) -> list[str]:

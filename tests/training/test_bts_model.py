@@ -9,7 +9,7 @@ import torch
 
 from datasets.sample import collate
 from models.bts import BTSModel, relative_to_first_view
-from models.density_field import make_bts_field
+from tests.builders import BTS, build_field
 from tests.training.scenes import TinySceneDataset
 from utils.geometry import make_rigid, rotation_y, rotation_z
 
@@ -17,7 +17,7 @@ from utils.geometry import make_rigid, rotation_y, rotation_z
 @pytest.fixture(scope="module")
 def model() -> BTSModel:
     torch.manual_seed(0)
-    field = make_bts_field(resnet_layers=18, pretrained=False)
+    field = build_field(BTS)
     return BTSModel(field, "kitti360-mono", ray_batch_size=128, samples_per_ray=8, eval_ray_chunk_size=1024).eval()
 
 
@@ -75,7 +75,7 @@ def test_render_view_gives_z_depth_and_colours(model):
 
 def test_ray_batch_size_must_fill_whole_patches():
     with pytest.raises(ValueError, match="multiple of patch_size"):
-        BTSModel(make_bts_field(resnet_layers=18, pretrained=False), ray_batch_size=100)
+        BTSModel(build_field(BTS), ray_batch_size=100)
 
 
 @pytest.mark.gpu
@@ -83,9 +83,7 @@ def test_ray_batch_size_must_fill_whole_patches():
 def test_bf16_autocast_keeps_geometry_in_float32(model):
     from utils.training.steps import autocast
 
-    cuda_model = BTSModel(
-        make_bts_field(resnet_layers=18, pretrained=False), ray_batch_size=128, samples_per_ray=8
-    ).cuda()
+    cuda_model = BTSModel(build_field(BTS), ray_batch_size=128, samples_per_ray=8).cuda()
     batch = _batch(num_views=4).to("cuda")
     with autocast(torch.device("cuda"), bf16=True):
         out = cuda_model(batch)

@@ -14,7 +14,7 @@ from omegaconf.errors import ConfigAttributeError
 from datasets.sample import Sample
 from models.bts import BTSModel
 from models.losses import LossConfig
-from tests.training.conftest import CONFIG_DIR, compose_config
+from utils.config import CONFIG_DIR, compose_config
 
 TRAIN_CONFIGS = sorted(p.stem for p in Path(CONFIG_DIR).glob("train_*.yaml"))
 DATA_CONFIGS = sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml"))
@@ -68,7 +68,7 @@ def test_official_mvbts_and_kdbts_values():
         assert (base.model.encoding_style, base.model.num_multiviews) == (style, 3)
         assert base.model.field.heads.multi_view.view_dropout == 0.5
         assert (base.model.field.heads.multi_view.d_hidden, base.model.field.heads.multi_view.d_feature) == (128, 16)
-        assert base.model.field.heads.single_view is None and base.loss.lambda_kd == 0.0
+        assert not base.model.field.heads.single_view and base.loss.lambda_kd == 0.0  # model/head/none: no student
     k360 = compose_config("train_kitti_360_KD")
     assert (k360.loss.lambda_kd, k360.model.density_head, k360.model.eval_head) == (1e-2, "multi_view", "single_view")
     assert not k360.model.field.encoder.freeze and not k360.model.frozen_heads  # trained jointly

@@ -8,9 +8,12 @@ import subprocess
 import sys
 import time
 
-from tests.training.conftest import REPO, tiny_config, tiny_overrides
+from tests.training.conftest import tiny_config, tiny_overrides
 from utils.checkpoints import read_checkpoint, rolling_checkpoints
+from utils.config import CONFIG_DIR
 from utils.training.train import training
+
+REPO = CONFIG_DIR.parent
 
 STARTUP_TIMEOUT_S = 240
 

@@ -10,18 +10,18 @@ import torch.nn.functional as F
 from datasets.sample import collate
 from models.bts import BTSModel
 from models.checkpoint import CheckpointError
-from models.density_field import make_mvbts_field
 from models.losses import LossConfig, reconstruction_loss, training_loss
-from tests.training.conftest import compose_config
+from tests.builders import KDBTS, MVBTS, NO_VIEW_DROPOUT, build_field
 from tests.training.scenes import TinySceneDataset
 from utils.checkpoints import init_weights, read_checkpoint, rolling_checkpoints
+from utils.config import compose_config
 from utils.training.steps import TrainStep
 from utils.training.train import training
 
 
 def _kdbts(density_head="multi_view", eval_head="single_view", **kwargs) -> BTSModel:
     torch.manual_seed(0)
-    field = make_mvbts_field(resnet_layers=18, pretrained=False, with_student=True)
+    field = build_field(KDBTS, NO_VIEW_DROPOUT)
     return BTSModel(
         field,
         "kitti360-mono",
@@ -119,9 +119,7 @@ def test_unknown_heads_in_the_model_keys_are_refused():
 
 def test_kd_starts_from_an_mvbts_checkpoint_with_a_fresh_student(tmp_path):
     torch.manual_seed(1)
-    teacher_only = BTSModel(
-        make_mvbts_field(resnet_layers=18, pretrained=False, with_student=False), density_head="multi_view"
-    )
+    teacher_only = BTSModel(build_field(MVBTS, NO_VIEW_DROPOUT), density_head="multi_view")
     path = tmp_path / "mvbts.pt"
     torch.save({"model": teacher_only.state_dict()}, path)
     kd = _kdbts()

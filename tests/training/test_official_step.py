@@ -33,7 +33,7 @@ from models.losses import LossConfig, photometric_errors, smoothness_map, traini
 from models.rays import Patches
 from models.rendering import RenderOutput
 from tests.golden import load_step, official_checkpoint
-from tests.training.conftest import compose_config
+from utils.config import compose_config
 from utils.training.steps import StepResult, TrainStep
 
 CASES = {

@@ -12,8 +12,8 @@ import torch
 from datasets.kitti_360 import Kitti360Dataset
 from datasets.sample import collate
 from models.bts import BTSModel
-from models.density_field import make_bts_field
 from models.losses import LossConfig, reconstruction_loss
+from tests.builders import BTS, build_field
 
 STEPS = 40
 REQUIRED_FACTOR = 2.0  # first / best-of-last-5 photometric loss; measured 2.6 (0.0848 -> 0.0325) on the test world
@@ -28,7 +28,7 @@ def test_bts_overfits_one_fixed_batch(synthetic_root):
     batch = collate([dataset[0], dataset[len(dataset) // 2]])
     torch.manual_seed(0)
     model = BTSModel(
-        make_bts_field(resnet_layers=18, pretrained=False),
+        build_field(BTS),
         "kitti360-mono",
         ray_batch_size=256,
         samples_per_ray=32,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.training.conftest import compose_config
 from utils.checkpoints import read_checkpoint, rolling_checkpoints
+from utils.config import compose_config
 from utils.training.train import train
 
 

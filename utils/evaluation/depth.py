@@ -8,24 +8,51 @@ way). Only the pixels that some scored ground-truth pixel reads are rendered: th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from datasets.kitti_raw.depth import eigen_depth, garg_crop_mask
 from datasets.sample import Sample
+from datasets.synthetic.root import SyntheticRoot
 from utils.evaluation.common import pixels_read
 from utils.metrics import depth_metrics, resize_to
 from utils.occupancy.cache import ReferenceCache
 
 
 class DepthEvaluator:
-    """Scores one frame at a time against lidar ground truth (and the exact synthetic depth when given)."""
+    """Scores one frame at a time against lidar ground truth, and against the exact depth of ``synthetic_root``
+    (a generated synthetic world) when given (built from ``configs/eval/depth.yaml`` with ``_target_``).
 
-    def __init__(self, cfg, synthetic=None, cache: ReferenceCache | None = None):
-        self.cfg = cfg
-        self.synthetic = synthetic
-        self.cache = ReferenceCache(None, "", {}) if cache is None else cache  # the exact depth maps
+    ``scaling``: None, ``median`` or ``l2`` per image. The exact depth maps are cached in ``cache_dir`` (None: no
+    cache). ``max_frames`` and ``save_worst`` are read by the run.
+    """
+
+    protocol = "depth"
+
+    def __init__(
+        self,
+        dataset,
+        scaling: str | None = None,
+        ray_chunk_size: int = 4096,
+        synthetic_root: str | Path | None = None,
+        cache_dir: str | Path | None = None,
+        cache_name: str = "kitti_raw",
+        max_frames: int | None = None,
+        save_worst: int = 0,
+    ):
+        if scaling not in (None, "median", "l2"):
+            raise ValueError(f"eval.scaling must be null, median or l2, got {scaling!r}")
+        self.dataset = dataset
+        self.scaling = scaling
+        self.ray_chunk_size = ray_chunk_size
+        self.synthetic = None if synthetic_root is None else SyntheticRoot.load(Path(synthetic_root))
+        self.max_frames = max_frames
+        self.save_worst = save_worst
+        params = {"data_path": str(Path(dataset.data_path).resolve()), "split": str(dataset.split_path)}
+        self.cache = ReferenceCache(cache_dir, cache_name, params)  # the exact depth maps
 
     @torch.no_grad()
     def frame(self, model: nn.Module, batch: Sample, head: str, encoder_views: list[int]) -> tuple[dict, None]:
@@ -46,15 +73,15 @@ class DepthEvaluator:
         scored = gt[0] > 0 if exact is None else (gt[0] > 0) | (exact > 0)
         H, W = batch.images.shape[-2:]
         pixels = pixels_read(lambda index: resize_to(index[None], size)[0][scored], H, W)
-        chunk = self.cfg.ray_chunk_size
+        chunk = self.ray_chunk_size
         render = model.render_view(
             batch, render_ids=(0,), encoder_ids=encoder_views, head=head, pixels=pixels, ray_chunk_size=chunk
         )
         depth = render.depth.float().cpu()  # (1, H, W), NaN where not read
         pred = resize_to(depth, size)
-        row = {f"lidar/model/{k}": v.item() for k, v in depth_metrics(pred, gt, self.cfg.scaling).items()}
+        row = {f"lidar/model/{k}": v.item() for k, v in depth_metrics(pred, gt, self.scaling).items()}
         if exact is not None:
-            metrics = depth_metrics(pred, exact[None], self.cfg.scaling)
+            metrics = depth_metrics(pred, exact[None], self.scaling)
             row.update({f"analytic/model/{k}": v.item() for k, v in metrics.items()})
         return row, None
 

@@ -16,13 +16,16 @@ points, which shows learning before the density crosses the fixed 0.5 threshold.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from datasets.sample import Sample
+from datasets.synthetic.root import SyntheticRoot
 from utils.evaluation.common import pixels_read
 from utils.metrics import occupancy_metrics, occupancy_ranking
 from utils.occupancy.cache import ReferenceCache
@@ -66,21 +69,52 @@ def window_reference(
 
 
 class OccupancyEvaluator:
-    """Scores one frame at a time; holds the protocol settings, the cache and (optionally) the synthetic world."""
+    """Scores one frame at a time (built from ``configs/eval/lidar_occ.yaml`` with ``_target_``).
 
-    def __init__(self, cfg, dataset, cache: ReferenceCache, synthetic=None):
-        self.cfg = cfg
+    ``dataset`` gives the frames and their lidar scans; ``grid`` is where the protocol asks (official by default);
+    ``synthetic_root`` (a generated synthetic world) adds the exact benchmark and the ``oracle`` baseline; the
+    model-independent references are cached in ``cache_dir`` (None: no cache). ``max_frames`` and ``save_worst``
+    are read by the run: how many frames to score, and how many of the worst to draw.
+    """
+
+    protocol = "lidar_occupancy"
+
+    def __init__(
+        self,
+        dataset,
+        grid: QueryGrid | None = None,
+        num_scans: int = 20,
+        occupancy_threshold: float = 0.5,
+        query_chunk_size: int = 50000,
+        ray_chunk_size: int = 4096,
+        baselines: Sequence[str] = (),
+        synthetic_root: str | Path | None = None,
+        volume_y_res: int = 0,
+        cache_dir: str | Path | None = None,
+        cache_name: str = "kitti_360",
+        max_frames: int | None = None,
+        save_worst: int = 5,
+    ):
         self.dataset = dataset
-        self.cache = cache
-        self.synthetic = synthetic
-        self.baselines = tuple(cfg.get("baselines") or ())
+        self.grid = QueryGrid() if grid is None else grid
+        self.num_scans = num_scans
+        self.occupancy_threshold = occupancy_threshold
+        self.query_chunk_size = query_chunk_size
+        self.ray_chunk_size = ray_chunk_size
+        self.synthetic = None if synthetic_root is None else SyntheticRoot.load(Path(synthetic_root))
+        self.baselines = tuple(baselines)
         unknown = set(self.baselines) - set(BASELINES)
         if unknown:
             raise ValueError(f"eval.baselines: unknown {sorted(unknown)}; choose from {list(BASELINES)}")
-        if "oracle" in self.baselines and synthetic is None:
-            raise ValueError("eval.baselines: 'oracle' needs the synthetic world (eval.analytic=true)")
-        grid = cfg.get("grid") or {}  # absent: the official grid
-        self.grid = QueryGrid(**{k: v if isinstance(v, int | float) else tuple(v) for k, v in grid.items()})
+        if "oracle" in self.baselines and self.synthetic is None:
+            raise ValueError("eval.baselines: 'oracle' needs the synthetic world (set eval.synthetic_root)")
+        if volume_y_res > 0 and self.synthetic is None:
+            raise ValueError("eval.volume_y_res > 0 scores against the exact world: set eval.synthetic_root")
+        self.volume_y_res = volume_y_res
+        self.max_frames = max_frames
+        self.save_worst = save_worst
+        params = {"num_scans": num_scans, "data_path": str(Path(dataset.data_path).resolve())}
+        self.cache = ReferenceCache(cache_dir, cache_name, {**params, "grid": self.grid.describe()})
         self.points_level = self.grid.points()  # (P, 3)
         self.level_to_cam = self.grid.level_to_cam()
         self.points_cam = transform(self.level_to_cam, self.points_level)  # view 0 frame = "world" of the model
@@ -88,27 +122,27 @@ class OccupancyEvaluator:
     @torch.no_grad()
     def frame(self, model: nn.Module, batch: Sample, head: str, encoder_views: list[int]) -> tuple[dict, FrameMaps]:
         """Metrics of one frame (batch of one sample) and its bird's-eye maps."""
-        cfg, device = self.cfg, batch.images.device
+        device = batch.images.device
         sequence, frame_id = batch.sequence[0], batch.frame_id[0]
         scene = model.encode_views(batch, encoder_views)
-        density = model.field.density_fn(scene, head, cfg.query_chunk_size)
+        density = model.field.density_fn(scene, head, self.query_chunk_size)
         K_norm = batch.K_norm[0, 0].cpu()
         # The depth map is only read at the grid points' projections: render just those pixels.
         H, W = batch.images.shape[-2:]
         uv, _ = project_points(self.points_level, self.level_to_cam, K_norm)
         pixels = pixels_read(lambda index: depth_at_points(index, uv), H, W)
         render = model.render_view(
-            batch, render_ids=(0,), head=head, scene=scene, pixels=pixels, ray_chunk_size=cfg.ray_chunk_size
+            batch, render_ids=(0,), head=head, scene=scene, pixels=pixels, ray_chunk_size=self.ray_chunk_size
         )
         depth = render.depth[0].cpu()  # (H, W), NaN where not read
         sigma = density(self.points_cam.to(device))[0].cpu()
-        pred = sigma > cfg.occupancy_threshold
+        pred = sigma > self.occupancy_threshold
 
         visible_pred = visible_from_depth(self.points_level, self.level_to_cam, K_norm, depth)
         ref = self.cache.get(
             sequence,
             frame_id,
-            lambda: window_reference(self.dataset, sequence, frame_id, cfg.num_scans, self.points_level, self.grid),
+            lambda: window_reference(self.dataset, sequence, frame_id, self.num_scans, self.points_level, self.grid),
         )
         gt, visible = reference_occupancy(ref.occupied, ref.visible, visible_pred)
 
@@ -172,11 +206,11 @@ class OccupancyEvaluator:
         for method, p in predictions.items():
             row.update(_prefixed(f"analytic/{method}", occupancy_metrics(p, gt, visible)))
             row.update(_prefixed(f"analytic/{method}", occupancy_ranking(scores[method], gt, visible)))
-        if self.cfg.volume_y_res > 0:
-            points_level = self.grid.volume(self.cfg.volume_y_res)
-            occ, vis = self._analytic(sequence, frame_id, points_level, f"analytic_volume{self.cfg.volume_y_res}")
+        if self.volume_y_res > 0:
+            points_level = self.grid.volume(self.volume_y_res)
+            occ, vis = self._analytic(sequence, frame_id, points_level, f"analytic_volume{self.volume_y_res}")
             sigma = density(transform(self.level_to_cam, points_level).to(device))[0].cpu()
-            pred = sigma > self.cfg.occupancy_threshold
+            pred = sigma > self.occupancy_threshold
             row.update(_prefixed("analytic_volume/model", occupancy_metrics(pred, occ & ~vis, vis)))
             row.update(_prefixed("analytic_volume/model", occupancy_ranking(sigma, occ & ~vis, vis)))
         return row

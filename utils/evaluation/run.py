@@ -1,7 +1,8 @@
 """``evaluate(cfg)``: load the model, run a protocol over the test frames, write the results.
 
-The protocol is chosen by ``cfg.eval.protocol`` (``lidar_occupancy`` or ``depth``); ``cfg.eval_head`` names
-the density head that is evaluated and ``cfg.encoder_views`` the views fed to the encoder (decision 3).
+``cfg.eval`` instantiates the protocol (its ``_target_``: :class:`OccupancyEvaluator` or :class:`DepthEvaluator`)
+with its dataset; ``cfg.eval_head`` names the density head that is evaluated and ``cfg.encoder_views`` the views
+fed to the encoder (decision 3).
 """
 
 from __future__ import annotations
@@ -16,34 +17,13 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from datasets.sample import collate
-from datasets.synthetic.root import SyntheticRoot
 from models.frame_roles import resolve_encoder_views
 from utils.checkpoints import load_model
 from utils.evaluation.common import choose_device
-from utils.evaluation.depth import DepthEvaluator
-from utils.evaluation.occupancy import OccupancyEvaluator
 from utils.evaluation.report import format_table, git_commit, save_maps, write_csv, write_json
 from utils.metrics import FrameAverage
-from utils.occupancy.cache import ReferenceCache
 
 log = logging.getLogger(__name__)
-
-PROTOCOLS = ("lidar_occupancy", "depth")
-
-
-def make_evaluator(cfg: DictConfig, dataset):
-    """The per-frame evaluator of ``cfg.eval.protocol``."""
-    ev = cfg.eval
-    synthetic = SyntheticRoot.load(Path(ev.synthetic_root)) if ev.analytic else None
-    if ev.protocol == "lidar_occupancy":
-        params = {k: ev[k] for k in ("num_scans",)} | {"data_path": str(Path(ev.dataset.data_path).resolve())}
-        params["grid"] = OmegaConf.to_container(ev.grid, resolve=True)  # another grid, another reference
-        cache = ReferenceCache(ev.cache_dir, ev.cache_name, params)
-        return OccupancyEvaluator(ev, dataset, cache, synthetic)
-    if ev.protocol == "depth":
-        params = {"data_path": str(Path(ev.dataset.data_path).resolve()), "split": str(ev.dataset.split_path)}
-        return DepthEvaluator(ev, synthetic, ReferenceCache(ev.cache_dir, ev.cache_name, params))
-    raise ValueError(f"eval.protocol must be one of {PROTOCOLS}, got {ev.protocol!r}")
 
 
 def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, float]:
@@ -58,16 +38,16 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, float]:
         raise ValueError(f"eval_head {cfg.eval_head!r} is not one of the model's heads {list(model.field.heads)}")
 
     encoder_views = resolve_encoder_views(cfg.encoder_views)
-    dataset = instantiate(cfg.eval.dataset)
-    if cfg.eval.max_frames is not None:
-        dataset_view = Subset(dataset, range(min(cfg.eval.max_frames, len(dataset))))
+    evaluator = instantiate(cfg.eval, _convert_="all")  # the protocol (_target_) with its dataset
+    dataset = evaluator.dataset
+    if evaluator.max_frames is not None:
+        dataset_view = Subset(dataset, range(min(evaluator.max_frames, len(dataset))))
     else:
         dataset_view = dataset
     loader = DataLoader(dataset_view, batch_size=1, shuffle=False, num_workers=cfg.num_workers, collate_fn=collate)
-    evaluator = make_evaluator(cfg, dataset)
     log.info(
         "evaluating %s head %r with encoder views %s on %d frames (%s)",
-        cfg.eval.protocol,
+        evaluator.protocol,
         cfg.eval_head,
         encoder_views,
         len(dataset_view),
@@ -75,12 +55,12 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, float]:
     )
 
     average, rows, worst = FrameAverage(), [], []
-    for batch in tqdm(loader, desc=cfg.eval.protocol, unit="frame"):
+    for batch in tqdm(loader, desc=evaluator.protocol, unit="frame"):
         row, maps = evaluator.frame(model, batch.to(device), cfg.eval_head, encoder_views)
         average.update(row)
         rows.append({"sequence": batch.sequence[0], "frame_id": batch.frame_id[0], **row})
-        if maps is not None and cfg.eval.save_worst > 0:
-            worst = sorted([*worst, maps], key=lambda m: m.score)[: cfg.eval.save_worst]
+        if maps is not None and evaluator.save_worst > 0:
+            worst = sorted([*worst, maps], key=lambda m: m.score)[: evaluator.save_worst]
     summary = average.compute()
 
     for item in worst:

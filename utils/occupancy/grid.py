@@ -18,11 +18,8 @@ from torch import Tensor
 INCLINATION_COS = 0.9961947
 INCLINATION_SIN = 0.0871557
 
-# Official query grid ("old" get_pts branch): 0.1 m spacing, 4-20 m ahead, one slice at y = 0.375.
-X_RANGE = (-4.0, 4.0)
-Z_RANGE = (20.0, 4.0)
-Y_RANGE = (0.0, 0.75)
-X_RES, Z_RES = 80, 160
+# The height band of the protocol and of the bird's-eye profile (levelled frame, y down from the camera height).
+HEIGHT_BAND = (0.0, 0.75)
 
 # Bird's-eye profile grid (official render_profile).
 DensityFn = Callable[[Tensor], tuple[Tensor, Tensor]]  # points (N, 3) -> sigma (N,), invalid (N,)
@@ -75,17 +72,18 @@ def slice_grid(
 class QueryGrid:
     """Where the occupancy protocol asks: a grid of the levelled frame and the inclination that defines it.
 
-    The defaults are the official KITTI-360 protocol (:data:`X_RANGE`, :data:`Z_RANGE`, one slice in the middle
-    of :data:`Y_RANGE`, 80 x 160 points, 5 degrees). Other worlds may need another window (the synthetic street
-    is wider than KITTI-360's, and its camera is level); lidar reference, prediction and analytic truth always
-    share one grid.
+    The defaults are the official KITTI-360 protocol (the "old" ``get_pts`` branch): x from -4 to 4 m in 80
+    steps and z from 20 to 4 m in 160 steps (0.1 m spacing), one slice in the middle of the height band
+    y 0..0.75 m, 5 degrees of inclination. This class is the only place that grid is written down. Other worlds
+    may need another window (the synthetic street is wider than KITTI-360's, and its camera is level); lidar
+    reference, prediction and analytic truth always share one grid.
     """
 
-    x_range: tuple[float, float] = X_RANGE
-    z_range: tuple[float, float] = Z_RANGE
-    y_range: tuple[float, float] = Y_RANGE
-    x_res: int = X_RES
-    z_res: int = Z_RES
+    x_range: tuple[float, float] = (-4.0, 4.0)
+    z_range: tuple[float, float] = (20.0, 4.0)
+    y_range: tuple[float, float] = HEIGHT_BAND
+    x_res: int = 80
+    z_res: int = 160
     inclination_deg: float = 5.0
 
     def cam_to_level(self, dtype=torch.float64) -> Tensor:
@@ -120,27 +118,11 @@ class QueryGrid:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
-def query_grid(dtype=torch.float32) -> Tensor:
-    """The 12,800 query points of the protocol in the levelled frame, (Z * X, 3), x fastest then z.
-
-    ``x = linspace(-4, 4, 80)``, ``z = linspace(20, 4, 160)`` (far to near), one slice at
-    ``y = 0.375``, the midpoint of the height band [0, 0.75].
-    """
-    y = torch.tensor([0.5 * Y_RANGE[0] + 0.5 * Y_RANGE[1]])
-    return slice_grid(X_RANGE, Z_RANGE, y, X_RES, Z_RES, dtype).reshape(-1, 3)
-
-
-def volume_grid(y_res: int, dtype=torch.float32) -> Tensor:
-    """The query grid extended to ``y_res`` slices of ``linspace(0, 0.75)``: (Y * Z * X, 3) (analytic benchmark)."""
-    ys = torch.linspace(Y_RANGE[0], Y_RANGE[1], y_res)
-    return slice_grid(X_RANGE, Z_RANGE, ys, X_RES, Z_RES, dtype).reshape(-1, 3)
-
-
 def profile_grid(dtype=torch.float32, res: tuple[int, int, int] | None = None) -> Tensor:
     """Bird's-eye profile points in the levelled frame, (Y, Z, X, 3); ``res`` = (X, Z, Y), default
     :data:`PROFILE_RES` (the official 256, 256, 64)."""
     x_res, z_res, y_res = PROFILE_RES if res is None else res
-    ys = torch.linspace(Y_RANGE[0], Y_RANGE[1], y_res)
+    ys = torch.linspace(HEIGHT_BAND[0], HEIGHT_BAND[1], y_res)
     return slice_grid(PROFILE_X_RANGE, PROFILE_Z_RANGE, ys, x_res, z_res, dtype)
 
 

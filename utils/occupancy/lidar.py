@@ -16,7 +16,6 @@ from torch import Tensor
 
 NUM_BINS = 360
 MIN_DIST = 3.0  # points closer than this to the scanner count as occupied
-FAR_DIST = math.sqrt(20.0**2 + 4.0**2)  # ||(z_max, x_min)||: points this far are kept whatever their height
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class LidarReference:
     num_scans: int
 
 
-def band_mask(points_level: Tensor, y_range: tuple[float, float], far_dist: float = FAR_DIST) -> Tensor:
+def band_mask(points_level: Tensor, y_range: tuple[float, float], far_dist: float) -> Tensor:
     """(N,) bool: levelled-frame y in [y0, y1] OR levelled-frame norm >= ``far_dist`` (points (N, 3))."""
     y = points_level[:, 1]
     return ((y >= y_range[0]) & (y <= y_range[1])) | (points_level.norm(dim=-1) >= far_dist)
@@ -119,10 +118,12 @@ def lidar_reference(
     points_level: Tensor,
     scans: list[Tensor],
     velo_to_level: Tensor,
-    y_range: tuple[float, float] = (0.0, 0.75),
-    far_dist: float = FAR_DIST,
+    y_range: tuple[float, float],
+    far_dist: float,
 ) -> LidarReference:
-    """The lidar part of the reference for query points (P, 3) in the levelled frame.
+    """The lidar part of the reference for query points (P, 3) in the levelled frame: the scans' points in the
+    height band ``y_range``, and those at least ``far_dist`` away whatever their height (both from the query grid,
+    :class:`utils.occupancy.grid.QueryGrid`).
 
     ``scans``: S scans (N_s, >=3) in their own velodyne frames, the first one being the input frame's;
     ``velo_to_level`` (S, 4, 4). With ``n = S`` (20 unless the sequence ends first):

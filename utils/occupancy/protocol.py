@@ -12,7 +12,6 @@ from torch import Tensor
 
 from utils.occupancy.grid import transform
 
-OCCUPANCY_THRESHOLD = 0.5  # raw density (after softplus), not alpha
 DEPTH_PLUS = 4.0  # the "depth + 4 m" baseline
 
 
