@@ -64,6 +64,11 @@ class InputError(Exception):
     """A mistake on the command line (missing file, unknown head, no checkpoint): shown without a traceback."""
 
 
+def configure_logging(level: int = logging.INFO) -> None:
+    """Log lines of the scripts: level, logger, message."""
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
 @contextlib.contextmanager
 def exit_on_input_error() -> Iterator[None]:
     """Turn the errors that mean "fix the command line or the files" (:class:`InputError`, a dataset file that is

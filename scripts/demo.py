@@ -39,6 +39,7 @@ from datasets.kitti_raw import KittiRawDataset
 from datasets.sample import Sample
 from datasets.synthetic.__main__ import parse_args as parse_generator_args
 from datasets.synthetic.generate import generate
+from scripts.common import configure_logging
 from utils.checkpoints import rolling_checkpoints
 from utils.config import compose_config
 from utils.geometry import invert_rigid, transform_points
@@ -406,7 +407,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict[str, dict] | None:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.WARNING)
     budget = BUDGETS[args.budget]
     start = time.perf_counter()
     generator = ["--out", str(args.out), "--workers", str(args.workers), *budget.world]

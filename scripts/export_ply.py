@@ -16,7 +16,6 @@ by default, ``--ascii`` for text. Default output: ``media/ply/<name>.ply``.
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from scripts.common import (
     InputView,
     add_model_args,
     add_single_input_args,
+    configure_logging,
     encode_input,
     exit_on_input_error,
     input_render_views,
@@ -90,7 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> Path:
     """Write the point cloud; returns its path."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     with exit_on_input_error():
         loaded, view = model_and_single_input(args)
         level_to_cam = loaded.preset.level_to_cam()

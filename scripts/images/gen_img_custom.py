@@ -16,12 +16,12 @@ dataset's default normalised intrinsics (KITTI-360: fx 0.7849, fy 2.9391, cx -0.
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from scripts.common import (
     add_model_args,
     add_picture_args,
+    configure_logging,
     exit_on_input_error,
     image_input,
     input_pictures,
@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Path]:
     """Render one image; returns the written files by picture name (empty with ``--plot``)."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     with exit_on_input_error():
         image = read_image(args.img)
         loaded = model_from_args(args)

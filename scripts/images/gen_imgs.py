@@ -13,7 +13,6 @@ The left perspective camera of each sample is the input, with its own calibrated
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from tqdm import tqdm
@@ -22,6 +21,7 @@ from scripts.common import (
     add_dataset_args,
     add_model_args,
     add_picture_args,
+    configure_logging,
     dataset_input,
     exit_on_input_error,
     input_pictures,
@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> list[Path]:
     """Render the chosen samples; returns the written files (empty with ``--plot``)."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     written = []
     with exit_on_input_error():
         loaded = model_from_args(args)

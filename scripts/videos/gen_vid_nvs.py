@@ -15,7 +15,6 @@ input does not see the rendered surface); depth is inverse depth in magma over t
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from tqdm import tqdm
@@ -26,6 +25,7 @@ from scripts.common import (
     add_picture_args,
     add_single_input_args,
     add_video_args,
+    configure_logging,
     encode_input,
     exit_on_input_error,
     model_and_single_input,
@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> Path:
     """Write the video; returns its path."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     with exit_on_input_error():
         poses = load_trajectory(args.trajectory, args.scale, args.stride)  # (N, 4, 4)
         loaded, view = model_and_single_input(args)

@@ -15,7 +15,6 @@ officially). MP4 (H.264 where OpenCV can write it, else MPEG-4) at ``--fps``, de
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from tqdm import tqdm
@@ -26,6 +25,7 @@ from scripts.common import (
     add_model_args,
     add_picture_args,
     add_video_args,
+    configure_logging,
     dataset_input,
     exit_on_input_error,
     input_pictures,
@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> Path:
     """Write the video; returns its path."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     with exit_on_input_error():
         loaded = model_from_args(args)
         split = args.split or loaded.preset.video_split

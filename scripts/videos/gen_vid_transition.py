@@ -17,7 +17,6 @@ near/far unless ``--depth-range``), centred at the full width. MP4 at ``--fps``,
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from tqdm import tqdm
@@ -27,6 +26,7 @@ from scripts.common import (
     add_picture_args,
     add_single_input_args,
     add_video_args,
+    configure_logging,
     encode_input,
     exit_on_input_error,
     model_and_single_input,
@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> Path:
     """Write the video; returns its path."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     with exit_on_input_error():
         loaded, view = model_and_single_input(args)
         scene = encode_input(loaded, view)

@@ -7,8 +7,8 @@ import torch
 
 from datasets.sample import collate
 from models.bts import BTSModel
-from tests.builders import BTS, build_field
-from tests.training.scenes import TinySceneDataset
+from tests.builders import BTS, build_field, build_model, tiny_batch
+from tests.scenes import TinySceneDataset
 from utils.evaluation.common import pixels_read
 from utils.metrics import resize_to
 from utils.occupancy.protocol import depth_at_points
@@ -72,3 +72,22 @@ def test_sparse_render_of_no_pixel_is_all_nan(model_and_batch):
     with torch.no_grad():
         depth = model.render_view(batch, render_ids=(0,), pixels=torch.zeros(0, dtype=torch.long)).depth
     assert depth.shape == (2, 48, 64) and depth.isnan().all()
+
+
+def test_validation_evaluation_and_the_scripts_render_the_same_depth():
+    """The one image path: the validation step, the protocols' pixel subsets and the render scripts' input camera."""
+    from scripts.common import PRESETS, InferenceModel, InputView, encode_input, input_camera, render_camera
+    from utils.training.steps import make_eval_step
+
+    model = build_model(BTS, "model.samples_per_ray=8", "model.eval_ray_chunk_size=100").eval()
+    H, W = 64, 96
+    batch = tiny_batch(num_views=2, image_size=(H, W), with_depth=True)
+    validation = make_eval_step(model, torch.device("cpu"), bf16=False)(None, batch).render.depth  # (2, H, W)
+    pixels = torch.tensor([0, 7, 3 * W + 5, H * W - 1])
+    evaluation = model.render_view(batch, render_ids=(0,), pixels=pixels, ray_chunk_size=3).depth
+    torch.testing.assert_close(evaluation.view(2, -1)[:, pixels], validation.view(2, -1)[:, pixels])
+    for b in range(2):  # the scripts encode one image posed at the identity; the model re-bases on view 0 too
+        loaded = InferenceModel(model, model.eval_head, (H, W), PRESETS["synthetic"], torch.device("cpu"))
+        view = InputView(colors=batch.images[b, 0] * 0.5 + 0.5, K_norm=batch.K_norm[b, 0], name="x")
+        script = render_camera(loaded, encode_input(loaded, view), view, input_camera(loaded, view)).depth
+        torch.testing.assert_close(script, validation[b], rtol=1e-5, atol=1e-5)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from tests.training.conftest import tiny_config, tiny_overrides
+from tests.builders import tiny_config, tiny_overrides
 from utils.checkpoints import read_checkpoint, rolling_checkpoints
 from utils.config import CONFIG_DIR
 from utils.training.train import training

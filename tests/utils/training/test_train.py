@@ -11,7 +11,7 @@ from ignite.utils import manual_seed
 from omegaconf import OmegaConf
 
 from models.checkpoint import CheckpointError
-from tests.training.conftest import tiny_config
+from tests.builders import tiny_config
 from utils.checkpoints import read_checkpoint, rolling_checkpoints
 from utils.config import compose_config
 from utils.training.train import setup_model, setup_optimization, train, training

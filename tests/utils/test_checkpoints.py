@@ -5,19 +5,19 @@ import torch
 from omegaconf import OmegaConf
 
 from models.checkpoint import CheckpointError
+from tests.builders import SMALL
 from tests.golden import official_checkpoint
 from utils.checkpoints import MissingCheckpointError, load_model
-
-from .test_configs import SMALL_MODEL, compose_eval
+from utils.config import compose_config as compose_eval
 
 
 def test_our_checkpoint_rebuilds_the_stored_model(tmp_path):
-    run_cfg = compose_eval("eval_lidar_occ_bts", [*SMALL_MODEL, "model.field.heads.single_view.d_hidden=32"])
+    run_cfg = compose_eval("eval_lidar_occ_bts", [*list(SMALL), "model.field.heads.single_view.d_hidden=32"])
     trained, _ = load_model(run_cfg.model, None, allow_random_weights=True, use_checkpoint_config=False)
     path = tmp_path / "ckpt.pt"
     torch.save({"model": trained.state_dict(), "config": OmegaConf.to_yaml(run_cfg)}, path)
 
-    eval_cfg = compose_eval("eval_lidar_occ_bts", SMALL_MODEL)  # d_hidden 64 in the eval config
+    eval_cfg = compose_eval("eval_lidar_occ_bts", list(SMALL))  # d_hidden 64 in the eval config
     model, used = load_model(eval_cfg.model, path, allow_random_weights=False, use_checkpoint_config=True)
     assert used.field.heads.single_view.d_hidden == 32
     assert all(
@@ -28,7 +28,7 @@ def test_our_checkpoint_rebuilds_the_stored_model(tmp_path):
 
 
 def test_no_checkpoint_needs_the_explicit_flag():
-    cfg = compose_eval("eval_lidar_occ_bts", SMALL_MODEL)
+    cfg = compose_eval("eval_lidar_occ_bts", list(SMALL))
     with pytest.raises(MissingCheckpointError):
         load_model(cfg.model, None, allow_random_weights=False, use_checkpoint_config=True)
 

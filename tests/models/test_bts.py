@@ -10,7 +10,7 @@ import torch
 from datasets.sample import collate
 from models.bts import BTSModel, relative_to_first_view
 from tests.builders import BTS, build_field
-from tests.training.scenes import TinySceneDataset
+from tests.scenes import TinySceneDataset
 from utils.geometry import make_rigid, rotation_y, rotation_z
 
 
@@ -89,10 +89,3 @@ def test_bf16_autocast_keeps_geometry_in_float32(model):
         out = cuda_model(batch)
     assert out.rays.directions.dtype == torch.float32 and out.render.depth.dtype == torch.float32
     assert torch.isfinite(out.render.rgb).all()
-
-
-def test_bird_eye_profile_image(model):
-    from utils.training.handlers import bird_eye_profile_image
-
-    image = bird_eye_profile_image(model, _batch(num_views=2), res=(32, 24, 8))  # x, z, y: coarse keeps it fast
-    assert image.shape == (3, 24, 32) and image.min() >= 0.0 and image.max() <= 1.0

@@ -109,7 +109,7 @@ def test_model_optimizer_scheduler_and_loss_instantiate(name):
     assert isinstance(scheduler, torch.optim.lr_scheduler.StepLR) and scheduler.step_size == 120000
     loss = instantiate(cfg.loss)
     assert isinstance(loss, LossConfig)
-    # The official objective (REFERENCE 5.3, tests/training/test_official_step.py): 2 L_ph + 1e-3 L_eas (+ 1e-2 L_kd).
+    # The official objective (REFERENCE 5.3; test_official_step.py): 2 L_ph + 1e-3 L_eas (+ 1e-2 L_kd).
     assert (loss.lambda_photometric, loss.lambda_smoothness) == (2.0, 1e-3)
     assert loss.lambda_kd == (1e-2 if name.endswith("_KD") else 0.0)
 

@@ -6,14 +6,13 @@ import pytest
 import torch
 
 from datasets.kitti_360.dataset import Kitti360Dataset
+from tests.builders import SMALL
 from utils.config import compose_config
 from utils.evaluation.occupancy import OccupancyEvaluator, window_reference
 from utils.evaluation.run import evaluate
 from utils.metrics import occupancy_metrics
 from utils.occupancy.grid import QueryGrid, level_to_cam
 from utils.occupancy.protocol import depth_baseline, reference_occupancy
-
-from .test_configs import SMALL_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -73,20 +72,24 @@ def test_depth_baselines_from_the_exact_depth(world_frame, truth_and_lidar):
     assert (~behind[visible]).float().mean() > 0.9
 
 
-def test_synthetic_occupancy_eval_end_to_end(synthetic_root, tmp_path):
-    overrides = [
-        *SMALL_MODEL,
-        f"data.data_path={synthetic_root / 'KITTI-360'}",
+def tiny_eval(data_path, tmp_path, *extra: str) -> list[str]:
+    """An untrained small model on one frame of the synthetic world, with a reference cache in ``tmp_path``."""
+    return [
+        *SMALL,
+        f"data.data_path={data_path}",
         "data.image_size=[64,192]",
         "model.samples_per_ray=16",
         "allow_random_weights=true",
         "num_workers=0",
         "device=cpu",
         "eval.max_frames=1",
-        "eval.volume_y_res=1",
-        "eval.save_worst=1",
         f"eval.cache_dir={tmp_path / 'cache'}",
+        *extra,
     ]
+
+
+def test_synthetic_occupancy_eval_end_to_end(synthetic_root, tmp_path):
+    overrides = tiny_eval(synthetic_root / "KITTI-360", tmp_path, "eval.volume_y_res=1", "eval.save_worst=1")
     summary = evaluate(compose_config("eval_synthetic_occ", overrides), tmp_path / "run1")
     assert summary["analytic/oracle/o_acc"] == 1.0 and summary["analytic/oracle/ie_auroc"] == 1.0
     # the constant baselines: complementary accuracies, no ranking at all
@@ -111,17 +114,7 @@ def test_synthetic_occupancy_eval_end_to_end(synthetic_root, tmp_path):
 
 
 def test_synthetic_depth_eval_end_to_end(synthetic_root, tmp_path):
-    overrides = [
-        *SMALL_MODEL,
-        f"data.data_path={synthetic_root / 'KITTI-Raw'}",
-        "data.image_size=[64,192]",
-        "model.samples_per_ray=16",
-        "allow_random_weights=true",
-        "num_workers=0",
-        "device=cpu",
-        "eval.max_frames=1",
-        f"eval.cache_dir={tmp_path / 'cache'}",
-    ]
+    overrides = tiny_eval(synthetic_root / "KITTI-Raw", tmp_path)
     summary = evaluate(compose_config("eval_synthetic_depth", overrides), tmp_path / "run1")
     for benchmark in ("lidar", "analytic"):
         assert summary[f"{benchmark}/model/abs_rel"] >= 0.0

@@ -8,7 +8,7 @@ import ignite.distributed as idist
 import torch
 from omegaconf import DictConfig
 
-from tests.training.conftest import tiny_config
+from tests.builders import tiny_config
 from utils.checkpoints import rolling_checkpoints
 from utils.training.train import resolve_backend, training
 
