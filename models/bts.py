@@ -81,6 +81,8 @@ def _geometry_precision(device: torch.device) -> torch.autocast:
 class BTSModel(nn.Module):
     """Density field + frame roles + patch ray sampling + volume rendering.
 
+    ``field_chunk_size``: rays per density-field call in training (None: all at once; the values are the same,
+    smaller working sets run faster on a CPU). ``eval_ray_chunk_size``: rays per chunk of :meth:`render_view`.
     ``density_head`` renders in training, ``eval_head`` (default: the same) in :meth:`render_view`; both must
     name heads of ``field``. ``encoding_style`` and ``num_multiviews`` choose the training encoder views
     (:func:`models.frame_roles.choose_encoder_ids`); ``eval_encoder_ids`` are the views :meth:`render_view`
@@ -98,7 +100,8 @@ class BTSModel(nn.Module):
         samples_per_ray: int = 64,
         density_head: str = "single_view",
         flip_p: float = 0.5,
-        eval_ray_chunk_size: int = 4096,
+        eval_ray_chunk_size: int = 1024,
+        field_chunk_size: int | None = None,
         eval_head: str | None = None,
         encoding_style: EncodingStyle = "mono",
         num_multiviews: int = 1,
@@ -133,6 +136,7 @@ class BTSModel(nn.Module):
         self.eval_head = eval_head
         self.flip_p = flip_p
         self.eval_ray_chunk_size = eval_ray_chunk_size
+        self.field_chunk_size = field_chunk_size
         self.encoding_style: EncodingStyle = encoding_style
         self.num_multiviews = num_multiviews
         self.eval_encoder_ids = eval_encoder_ids
@@ -186,6 +190,7 @@ class BTSModel(nn.Module):
                 render_views,
                 samples_per_ray=self.samples_per_ray,
                 jitter=choices.jitter,
+                field_chunk_size=self.field_chunk_size,
             )
         return BTSOutput(render=render, target=target, rays=rays, choices=choices)
 

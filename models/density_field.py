@@ -11,7 +11,7 @@ KD loss sees teacher and student on the same points); the head named by the call
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -21,7 +21,9 @@ from torch import Tensor, nn
 
 from models.encoder import ImageEncoder
 from models.field_output import FieldOutput, query_in_chunks
+from models.heads import ViewInputs
 from models.positional_encoding import encoded_dim, positional_encoding
+from models.rays import RaySamples
 from utils.geometry import Z_EPS, invert_pose, project, transform_points
 
 DensityFn = Callable[[Tensor], tuple[Tensor, Tensor]]  # points (N, 3) -> sigma (N,), invalid in every view (N,)
@@ -51,13 +53,23 @@ def inverse_depth_code(z: Tensor, z_near: float, z_far: float) -> Tensor:
 
 
 def sample_features(features: Tensor, uv: Tensor) -> Tensor:
-    """Bilinear feature lookup: maps (B, C, H, W), uv in [-1, 1] (B, N, 2) -> (B, N, C).
+    """Bilinear feature lookup: maps (B, C, H, W), uv in [-1, 1] (B, N, 2) -> (B, N, C) (a transposed view).
 
     ``align_corners=False`` (u = -1 is the left edge of pixel 0) and border padding, as officially; points
     outside the image keep the border feature (``learn_empty: false``).
     """
     sampled = F.grid_sample(features, uv.unsqueeze(2), mode="bilinear", padding_mode="border", align_corners=False)
     return sampled.squeeze(-1).transpose(1, 2)  # (B, C, N, 1) -> (B, N, C)
+
+
+def encoding_columns(channels: Sequence[int], num_freqs: int, offset: int, d_code: int = 3) -> Tensor:
+    """Where :func:`positional_encoding` of ``code[..., channels]`` (input included) sits in the official head input
+    ``[feature (offset), code (d_code), per frequency: sin (d_code), cos (d_code)]``: a LongTensor of columns."""
+    columns = [offset + c for c in channels]
+    for k in range(num_freqs):
+        base = offset + d_code + 2 * d_code * k
+        columns += [base + c for c in channels] + [base + d_code + c for c in channels]
+    return torch.tensor(columns, dtype=torch.long)
 
 
 def view_inputs(
@@ -67,20 +79,82 @@ def view_inputs(
     z_far: float,
     num_freqs: int,
     freq_factor: float,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[ViewInputs, Tensor]:
     """Per-view head inputs for world points (B, N, 3).
 
-    Returns ``inputs`` (B, N, Ve, C + PE) as [sampled feature, PE(u, v, z~)] and ``invalid`` (B, N, Ve).
+    Returns the :class:`ViewInputs` parts (B, N, Ve, .) [sampled feature (C), positional encoding of (u, v, z~)]
+    and ``invalid`` (B, N, Ve).
     """
     B, Ve, C, H, W = scene.features.shape
     N = points_world.shape[1]
     points_cam = transform_points(scene.world_to_cam, points_world.unsqueeze(1))  # (B, Ve, N, 3)
     uv, z, invalid = project(points_cam, scene.K_norm.unsqueeze(2))  # (B, Ve, N, 2), (B, Ve, N), (B, Ve, N)
     code = torch.cat([uv, inverse_depth_code(z, z_near, z_far).unsqueeze(-1)], dim=-1)  # (B, Ve, N, 3)
-    pe = positional_encoding(code, num_freqs, freq_factor, include_input=True)  # (B, Ve, N, P)
-    feats = sample_features(scene.features.reshape(B * Ve, C, H, W), uv.reshape(B * Ve, N, 2))  # (B*Ve, N, C)
-    inputs = torch.cat([feats.reshape(B, Ve, N, C), pe], dim=-1)  # (B, Ve, N, C + P)
-    return inputs.transpose(1, 2), invalid.transpose(1, 2)
+    pe = positional_encoding(code.transpose(1, 2), num_freqs, freq_factor, include_input=True)  # (B, N, Ve, P)
+    feats = sample_features(scene.features.reshape(B * Ve, C, H, W), uv.reshape(B * Ve, N, 2))  # (B Ve, N, C)
+    feats = feats.reshape(B, Ve, N, C).transpose(1, 2)  # (B, N, Ve, C)
+    return ViewInputs((feats, pe)), invalid.transpose(1, 2)
+
+
+@dataclass
+class RaysInCameras:
+    """Ray origins and directions (B, R, 3) in the frame of each encoder view: (B, Ve, R, 3)."""
+
+    origins: Tensor
+    directions: Tensor
+
+    @classmethod
+    def of(cls, scene: EncodedScene, samples: RaySamples) -> RaysInCameras:
+        origins = transform_points(scene.world_to_cam, samples.origins.unsqueeze(1))
+        directions = samples.directions.unsqueeze(1) @ scene.world_to_cam[..., :3, :3].transpose(-1, -2)
+        return cls(origins, directions)
+
+    def from_every_camera(self, nearest: Tensor, tolerance: float = 1e-5) -> bool:
+        """Whether every ray starts at the centre of every encoder camera (within ``tolerance`` m) and every sample,
+        the nearest at distance ``nearest`` (B, R), lies in front of it (so that its (u, v) is the ray's)."""
+        at_centre = self.origins.abs().amax() <= tolerance
+        in_front = (nearest.unsqueeze(1) * self.directions[..., 2] - tolerance > Z_EPS).all()
+        return bool(at_centre and in_front)
+
+
+def ray_view_inputs(
+    scene: EncodedScene,
+    samples: RaySamples,
+    rays: RaysInCameras,
+    z_near: float,
+    z_far: float,
+    num_freqs: int,
+    freq_factor: float,
+) -> tuple[ViewInputs, Tensor]:
+    """:func:`view_inputs` of ray samples whose rays all start at the centre of every encoder camera, every sample in
+    front of it (rendering an encoder view; :meth:`RaysInCameras.from_every_camera`): all samples of a ray project
+    to one pixel of each view, so the feature and the encoding of (u, v) are computed once per ray and only z~ per
+    sample.
+
+    Returns :class:`ViewInputs` with parts (B, R, 1, Ve, .) and (B, R, S, Ve, .), and ``invalid`` (B, R, S, Ve).
+    The values equal :func:`view_inputs` of the sample points up to float32 rounding.
+    """
+    B, Ve, C, H, W = scene.features.shape
+    R, S = samples.t.shape[1:]
+    uv, dz, _ = project(rays.directions, scene.K_norm.unsqueeze(2))  # (B, Ve, R, 2), (B, Ve, R)
+    z = rays.origins[..., 2:3] + samples.t.unsqueeze(1) * dz.unsqueeze(-1)  # (B, Ve, R, S), camera z per sample
+    outside = (uv.abs() > 1.0).any(dim=-1)  # (B, Ve, R)
+    invalid = (z <= Z_EPS) | outside.unsqueeze(-1)  # (B, Ve, R, S), the official rule
+    feats = sample_features(scene.features.reshape(B * Ve, C, H, W), uv.reshape(B * Ve, R, 2))  # (B Ve, R, C)
+    feats = feats.reshape(B, Ve, R, 1, C).permute(0, 2, 3, 1, 4).contiguous()  # (B, R, 1, Ve, C)
+    uv = uv.permute(0, 2, 1, 3).unsqueeze(2).contiguous()  # (B, R, 1, Ve, 2)
+    z_code = inverse_depth_code(z, z_near, z_far).permute(0, 2, 3, 1).unsqueeze(-1).contiguous()  # (B, R, S, Ve, 1)
+    parts = (
+        feats,
+        positional_encoding(uv, num_freqs, freq_factor, include_input=True),  # (B, R, 1, Ve, 26)
+        positional_encoding(z_code, num_freqs, freq_factor, include_input=True),  # (B, R, S, Ve, 13)
+    )
+    columns = (
+        torch.arange(C),
+        encoding_columns((0, 1), num_freqs, offset=C),
+        encoding_columns((2,), num_freqs, offset=C),
+    )
+    return ViewInputs(parts, tuple(c.to(feats.device) for c in columns)), invalid.permute(0, 2, 3, 1)
 
 
 HeadFactory = Callable[..., nn.Module]  # d_in=... -> a head (a ``_partial_`` head config)
@@ -126,7 +200,7 @@ class DensityField(nn.Module):
             world_to_cam=invert_pose(cam_to_world),
         )
 
-    def view_inputs(self, scene: EncodedScene, points_world: Tensor) -> tuple[Tensor, Tensor]:
+    def view_inputs(self, scene: EncodedScene, points_world: Tensor) -> tuple[ViewInputs, Tensor]:
         """World points (B, N, 3) -> head inputs (B, N, Ve, D), invalid (B, N, Ve). See :func:`view_inputs`."""
         return view_inputs(scene, points_world, self.z_near, self.z_far, self.num_freqs, self.freq_factor)
 
@@ -135,17 +209,42 @@ class DensityField(nn.Module):
 
         All heads run; their raw outputs (B, N) are in ``head_outputs`` by name.
         """
+        inputs, invalid = self.view_inputs(scene, points_world)  # parts (B, N, Ve, .), (B, N, Ve)
+        return self._run_heads(inputs, invalid, density_head)
+
+    def query_samples(self, scene: EncodedScene, samples: RaySamples, density_head: str) -> FieldOutput:
+        """Densities of ray samples (the renderer's call), N = R S answers ordered (ray, sample).
+
+        Rays cast from the encoder cameras themselves (rendering an encoder view) take :func:`ray_view_inputs`:
+        the feature and the (u, v) encoding once per ray, z~ per sample; other rays take :func:`view_inputs` of
+        their points. Both give the same densities up to float32 rounding.
+        """
+        B, R, S = samples.t.shape
+        rays = RaysInCameras.of(scene, samples)
+        if rays.from_every_camera(samples.t[..., 0]):
+            args = (self.z_near, self.z_far, self.num_freqs, self.freq_factor)
+            inputs, invalid = ray_view_inputs(scene, samples, rays, *args)  # invalid (B, R, S, Ve)
+        else:
+            inputs, invalid = self.view_inputs(scene, samples.points.reshape(B, R * S, 3))  # invalid (B, R S, Ve)
+        out = self._run_heads(inputs, invalid, density_head)
+        return FieldOutput(
+            sigma=out.sigma.reshape(B, R * S),
+            invalid=out.invalid.reshape(B, R * S, -1),
+            head_outputs={name: raw.reshape(B, R * S) for name, raw in out.head_outputs.items()},
+        )
+
+    def _run_heads(self, inputs: ViewInputs, invalid: Tensor, density_head: str) -> FieldOutput:
+        """Every head on the same inputs; sigma from ``density_head``."""
         if density_head not in self.heads:
             raise KeyError(f"unknown density head {density_head!r}; this model has {list(self.heads)}")
-        inputs, invalid = self.view_inputs(scene, points_world)  # (B, N, Ve, D), (B, N, Ve)
-        raw = {name: head(inputs, invalid) for name, head in self.heads.items()}  # each (B, N)
+        raw = {name: head(inputs, invalid) for name, head in self.heads.items()}  # each (...), like invalid[..., 0]
         return FieldOutput(sigma=F.softplus(raw[density_head]), invalid=invalid, head_outputs=raw)
 
     def query_chunked(
         self, scene: EncodedScene, points_world: Tensor, density_head: str, chunk_size: int
     ) -> FieldOutput:
         """:meth:`query` over ``chunk_size`` points at a time (any number of points, bounded memory)."""
-        return query_in_chunks(self.field_fn(scene, density_head), points_world, chunk_size)
+        return query_in_chunks(partial(self.query, scene, density_head=density_head), points_world, chunk_size)
 
     def density_fn(self, scene: EncodedScene, density_head: str, chunk_size: int) -> DensityFn:
         """The field of one encoded scene as ``points (N, 3) -> (sigma (N,), seen by no encoder view (N,))``, for
@@ -161,11 +260,11 @@ class DensityField(nn.Module):
 
         return density
 
-    def field_fn(self, scene: EncodedScene, density_head: str) -> Callable[[Tensor], FieldOutput]:
-        """The renderer's view of this field for one encoded scene: ``points_world (B, N, 3) -> FieldOutput``."""
+    def field_fn(self, scene: EncodedScene, density_head: str) -> Callable[[RaySamples], FieldOutput]:
+        """The renderer's view of this field for one encoded scene: :meth:`query_samples` as ``samples -> output``."""
         if density_head not in self.heads:
             raise KeyError(f"unknown density head {density_head!r}; this model has {list(self.heads)}")
-        return partial(self.query, scene, density_head=density_head)
+        return partial(self.query_samples, scene, density_head=density_head)
 
 
 # Head names of the shipped model configs, used by official-checkpoint conversion (models.checkpoint).

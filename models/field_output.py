@@ -20,13 +20,18 @@ class FieldOutput:
     head_outputs: dict[str, Tensor] = field(default_factory=dict)
 
 
-def query_in_chunks(field_fn: Callable[[Tensor], FieldOutput], points: Tensor, chunk_size: int | None) -> FieldOutput:
-    """``field_fn`` on world points (B, N, 3), ``chunk_size`` points at a time (all at once when None), with the
-    outputs concatenated along N: the same values, bounded memory."""
-    N = points.shape[1]
+def query_in_chunks(field_fn: Callable, queries, chunk_size: int | None) -> FieldOutput:
+    """``field_fn`` on world points (B, N, 3), or on :class:`models.rays.RaySamples` (chunked by rays),
+    ``chunk_size`` points (rays) at a time (all at once when None), with the outputs concatenated along N (ray-major
+    for samples): the same values, bounded memory."""
+    N = queries.shape[1] if isinstance(queries, Tensor) else queries.num_rays
     if chunk_size is None or chunk_size >= N:
-        return field_fn(points)
-    outs = [field_fn(points[:, i : i + chunk_size]) for i in range(0, N, chunk_size)]
+        return field_fn(queries)
+
+    def chunk(i: int):
+        return queries[:, i : i + chunk_size] if isinstance(queries, Tensor) else queries.slice(i, i + chunk_size)
+
+    outs = [field_fn(chunk(i)) for i in range(0, N, chunk_size)]
     return FieldOutput(
         sigma=torch.cat([o.sigma for o in outs], dim=1),
         invalid=torch.cat([o.invalid for o in outs], dim=1),

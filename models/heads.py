@@ -3,7 +3,9 @@
 Every head has the same call signature, so a density field can hold several and run them all on the
 same points:
 
-    head(view_inputs (B, N, Ve, D), invalid (B, N, Ve) bool) -> raw density (B, N)
+    head(view_inputs (..., Ve, D), invalid (..., Ve) bool) -> raw density (...)
+
+``view_inputs`` is a :class:`ViewInputs` (the official 103-d vector kept in parts, see there) or a plain tensor.
 
 * :class:`SingleViewHead` - the BTS density MLP, also the KDBTS student: reads one view (index 0).
 * :class:`MultiViewFusionHead` - the MVBTS teacher (official ``MultiViewHead3``): per-view MLP gives a
@@ -16,7 +18,10 @@ Both teachers drop secondary views at random in training (:func:`drop_views`, RE
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 # Logit given to invalid views. Finite (not -inf) as officially: when every view is invalid the softmax is
@@ -24,18 +29,85 @@ from torch import Tensor, nn
 INVALID_VIEW_LOGIT = -1e9
 
 
+@dataclass
+class ViewInputs:
+    """What the heads read for each point and encoder view, kept in parts whose concatenation along the last
+    dimension is the official vector: [sampled feature (C), code (u, v, z~) (3), sin / cos terms (36)].
+
+    A head's first layer multiplies each part with its columns of the weight (:class:`PartsLinear`): no
+    concatenated copy is made, the constant parts need no gradient, and a part shared by all samples of a ray
+    (leading dims of size 1 that broadcast against the others) is multiplied once per ray.
+    """
+
+    parts: tuple[Tensor, ...]  # each (..., Ve, d_i); the leading dims broadcast against each other
+    # Where each part's values sit in the official vector: None = one after the other, in order; else per part a
+    # LongTensor of column indices (a part may hold columns that are not next to each other).
+    columns: tuple[Tensor, ...] | None = None
+
+    @property
+    def width(self) -> int:
+        return sum(part.shape[-1] for part in self.parts)
+
+    def part_columns(self) -> tuple[Tensor | slice, ...]:
+        if self.columns is not None:
+            return self.columns
+        starts = [0]
+        for part in self.parts:
+            starts.append(starts[-1] + part.shape[-1])
+        return tuple(slice(a, b) for a, b in zip(starts[:-1], starts[1:], strict=True))
+
+    def view(self, index: int) -> ViewInputs:
+        """The parts of encoder view ``index`` alone: each (..., d_i). With one view a squeeze (a view whose
+        gradient is a view too, where indexing would scatter the gradient into a new zero tensor)."""
+        if all(part.shape[-2] == 1 for part in self.parts) and index in (0, -1):
+            return ViewInputs(tuple(part.squeeze(-2) for part in self.parts), self.columns)
+        return ViewInputs(tuple(part[..., index, :] for part in self.parts), self.columns)
+
+    def cat(self) -> Tensor:
+        """The official vector (..., Ve, D) in one tensor (for heads that need it whole, and for tests)."""
+        shape = torch.broadcast_shapes(*(part.shape[:-1] for part in self.parts))
+        out = self.parts[0].new_empty(*shape, self.width)
+        for part, columns in zip(self.parts, self.part_columns(), strict=True):
+            out[..., columns] = part.expand(*shape, part.shape[-1])
+        return out
+
+
+def as_view_inputs(x: Tensor | ViewInputs) -> ViewInputs:
+    return x if isinstance(x, ViewInputs) else ViewInputs((x,))
+
+
+class PartsLinear(nn.Linear):
+    """An ``nn.Linear`` that also takes :class:`ViewInputs`: each part times its columns of the weight, summed.
+
+    The same parameters (and state-dict keys) as ``nn.Linear``; only the order of the additions differs from
+    multiplying the concatenated vector (float32 rounding, ~1e-7).
+    """
+
+    def forward(self, x: Tensor | ViewInputs) -> Tensor:
+        if not isinstance(x, ViewInputs):
+            return super().forward(x)
+        if x.width != self.in_features:
+            raise ValueError(f"inputs of width {x.width} for a layer of {self.in_features} inputs")
+        out = None
+        for i, (part, columns) in enumerate(zip(x.parts, x.part_columns(), strict=True)):
+            term = F.linear(part, self.weight[:, columns], self.bias if i == len(x.parts) - 1 else None)
+            out = term if out is None else out + term
+        return out
+
+
 class MLP(nn.Module):
-    """Linear -> ReLU -> Linear (official ``ResnetFC`` with zero residual blocks)."""
+    """Linear -> ReLU -> Linear (official ``ResnetFC`` with zero residual blocks); the first layer takes
+    :class:`ViewInputs` parts."""
 
     def __init__(self, d_in: int, d_hidden: int, d_out: int) -> None:
         super().__init__()
-        self.hidden = nn.Linear(d_in, d_hidden)
+        self.hidden = PartsLinear(d_in, d_hidden)
         self.output = nn.Linear(d_hidden, d_out)
         for layer in (self.hidden, self.output):
             nn.init.kaiming_normal_(layer.weight, a=0.0, mode="fan_in")
             nn.init.zeros_(layer.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor | ViewInputs) -> Tensor:
         """(..., d_in) -> (..., d_out)."""
         return self.output(torch.relu(self.hidden(x)))
 
@@ -48,12 +120,12 @@ class SingleViewHead(nn.Module):
         self.view_index = view_index
         self.mlp = MLP(d_in, d_hidden, 1)
 
-    def forward(self, view_inputs: Tensor, invalid: Tensor) -> Tensor:
-        """view_inputs (B, N, Ve, D), invalid (B, N, Ve) -> raw density (B, N).
+    def forward(self, view_inputs: Tensor | ViewInputs, invalid: Tensor) -> Tensor:
+        """view_inputs (..., Ve, D), invalid (..., Ve) -> raw density (...).
 
         Invalid points are not masked: with ``learn_empty: false`` they keep the border feature.
         """
-        return self.mlp(view_inputs[..., self.view_index, :]).squeeze(-1)
+        return self.mlp(as_view_inputs(view_inputs).view(self.view_index)).squeeze(-1)
 
 
 def drop_views(invalid: Tensor, rate: float) -> Tensor:
@@ -85,20 +157,20 @@ class MultiViewFusionHead(nn.Module):
         self.fusion_mlp = MLP(d_feature, d_fusion_hidden, 1)
         self.view_dropout = view_dropout
 
-    def per_view(self, view_inputs: Tensor) -> Tensor:
-        """(B, N, Ve, D) -> (B, N, Ve, 1 + d_feature): ``[..., 0]`` view logit, ``[..., 1:]`` view feature."""
-        return self.view_mlp(view_inputs)
+    def per_view(self, view_inputs: Tensor | ViewInputs) -> Tensor:
+        """(..., Ve, D) -> (..., Ve, 1 + d_feature): ``[..., 0]`` view logit, ``[..., 1:]`` view feature."""
+        return self.view_mlp(as_view_inputs(view_inputs))
 
     def drop_views(self, invalid: Tensor) -> Tensor:
         """:func:`drop_views` at ``view_dropout`` in training; the identity in eval mode."""
         return drop_views(invalid, self.view_dropout) if self.training else invalid
 
-    def forward(self, view_inputs: Tensor, invalid: Tensor) -> Tensor:
-        """view_inputs (B, N, Ve, D), invalid (B, N, Ve) -> raw density (B, N)."""
-        out = self.per_view(view_inputs)  # (B, N, Ve, 1 + F)
-        logits = out[..., 0].masked_fill(self.drop_views(invalid), INVALID_VIEW_LOGIT)  # (B, N, Ve)
-        weights = torch.softmax(logits, dim=-1)  # (B, N, Ve)
-        fused = (weights.unsqueeze(-1) * out[..., 1:]).sum(dim=-2)  # (B, N, F)
+    def forward(self, view_inputs: Tensor | ViewInputs, invalid: Tensor) -> Tensor:
+        """view_inputs (..., Ve, D), invalid (..., Ve) -> raw density (...)."""
+        out = self.per_view(view_inputs)  # (..., Ve, 1 + F)
+        logits = out[..., 0].masked_fill(self.drop_views(invalid), INVALID_VIEW_LOGIT)  # (..., Ve)
+        weights = torch.softmax(logits, dim=-1)  # (..., Ve)
+        fused = (weights.unsqueeze(-1) * out[..., 1:]).sum(dim=-2)  # (..., F)
         return self.fusion_mlp(fused).squeeze(-1)
 
 
@@ -140,9 +212,13 @@ class TransformerFusionHead(nn.Module):
         self.output = nn.Sequential(nn.Linear(d_model, d_out_hidden), nn.ELU(), nn.Linear(d_out_hidden, 1))
         self.view_dropout = view_dropout
 
-    def forward(self, view_inputs: Tensor, invalid: Tensor) -> Tensor:
-        """view_inputs (B, N, Ve, D), invalid (B, N, Ve) -> raw density (B, N)."""
-        B, N, Ve, D = view_inputs.shape
+    def forward(self, view_inputs: Tensor | ViewInputs, invalid: Tensor) -> Tensor:
+        """view_inputs (..., Ve, D), invalid (..., Ve) -> raw density (...)."""
+        view_inputs = as_view_inputs(view_inputs).cat()
+        invalid = invalid.expand(view_inputs.shape[:-1])
+        *lead, Ve, D = view_inputs.shape
+        view_inputs, invalid = view_inputs.reshape(1, -1, Ve, D), invalid.reshape(1, -1, Ve)
+        B, N = view_inputs.shape[:2]
         if self.training:
             invalid = drop_views(invalid, self.view_dropout)
         tokens = self.embed(view_inputs) + self.embed_skip(view_inputs)  # (B, N, Ve, d)
@@ -150,4 +226,4 @@ class TransformerFusionHead(nn.Module):
         tokens = torch.cat([self.readout_token.expand(B * N, 1, -1), tokens], dim=1)  # (BN, 1 + Ve, d)
         mask = torch.cat([invalid.new_zeros(B, N, 1), invalid], dim=-1).reshape(B * N, 1 + Ve)  # True = ignore
         out = self.transformer(tokens, src_key_padding_mask=mask)  # (BN, 1 + Ve, d)
-        return self.output(out[:, 0]).reshape(B, N)
+        return self.output(out[:, 0]).reshape(lead)

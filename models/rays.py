@@ -61,6 +61,33 @@ class RayBundle:
         return torch.cat([self.origins, self.directions, near, far], dim=-1)
 
 
+@dataclass
+class RaySamples:
+    """``S`` samples along each of ``R`` rays of ``B`` scenes: what the renderer hands a density field.
+
+    The field may use the structure: a ray cast from an encoder camera's centre projects to one pixel of that
+    camera, so its feature and the positional encoding of its (u, v) are computed once per ray.
+    """
+
+    origins: Tensor  # (B, R, 3), world frame
+    directions: Tensor  # (B, R, 3), world frame, unit length
+    t: Tensor  # (B, R, S), distances along the rays
+    points: Tensor  # (B, R, S, 3) = origins + t * directions
+
+    @classmethod
+    def along(cls, origins: Tensor, directions: Tensor, t: Tensor) -> RaySamples:
+        points = origins[:, :, None] + t[..., None] * directions[:, :, None]  # (B, R, S, 3)
+        return cls(origins, directions, t, points)
+
+    def slice(self, start: int, stop: int) -> RaySamples:
+        """Rays ``start:stop`` of every scene."""
+        return RaySamples(*(x[:, start:stop] for x in (self.origins, self.directions, self.t, self.points)))
+
+    @property
+    def num_rays(self) -> int:
+        return self.origins.shape[1]
+
+
 def rays_from_pixels(
     pixels: Tensor,
     view_ids: Tensor,

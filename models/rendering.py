@@ -1,8 +1,8 @@
 """Volume rendering of a density field with image-based colour (REFERENCE 2.4, 2.5).
 
 Pure functions: ``render_rays(rays, field, render_views, ...)`` is a function of its arguments only.
-A density field is any callable ``field(points_world (B, N, 3)) -> FieldOutput``; the renderer
-calls it with the ``N = R S`` sample points of all rays, ordered (ray, sample).
+A density field is any callable ``field(samples: RaySamples) -> FieldOutput``; the renderer calls it with the
+``S`` samples of the ``R`` rays (``samples.points`` (B, R, S, 3)) and reads ``N = R S`` answers ordered (ray, sample).
 
 Official conventions kept (decision 1): stratified samples in inverse depth, ``delta_last = 1e10``,
 the last alpha forced to 1 (every ray terminates by the last sample), ``1e-10`` inside the
@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.field_output import FieldOutput, query_in_chunks
-from models.rays import ImageRaySampler, RayBundle, distance_to_z
+from models.rays import ImageRaySampler, RayBundle, RaySamples, distance_to_z
 from utils.geometry import project, transform_points
 
-DensityField = Callable[[Tensor], FieldOutput]
+DensityField = Callable[[RaySamples], FieldOutput]
 
 LAST_DELTA = 1e10  # official: the last interval is "infinite"
 TRANSMITTANCE_EPS = 1e-10  # official: added to (1 - alpha) in the transmittance product
@@ -133,22 +133,22 @@ def render_rays(
     render_views: RenderViews,
     samples_per_ray: int = 64,
     jitter: Tensor | None = None,
-    point_chunk_size: int | None = None,
+    field_chunk_size: int | None = None,
 ) -> RenderOutput:
     """Render ``rays`` (B, R) through ``field`` with colours from ``render_views``.
 
     ``jitter`` (B, R, S): the stratified sample offsets (training, :func:`draw_jitter`); None renders the
-    deterministic samples. The field is called once on all ``B x R S`` points, or in chunks of
-    ``point_chunk_size`` points per scene.
+    deterministic samples. The field is called once on all rays, or ``field_chunk_size`` rays at a time (the
+    same values; smaller working sets run faster on a CPU).
     """
     B, R = rays.shape
     S = samples_per_ray
     dtype, device = rays.origins.dtype, rays.origins.device
     t = sample_distances(B, R, rays.near, rays.far, S, jitter, device, dtype)  # (B, R, S)
-    points = rays.origins[:, :, None] + t[..., None] * rays.directions[:, :, None]  # (B, R, S, 3)
-    points = points.reshape(B, R * S, 3)
+    samples = RaySamples.along(rays.origins, rays.directions, t)
+    points = samples.points.reshape(B, R * S, 3)
 
-    out = query_in_chunks(field, points, point_chunk_size)
+    out = query_in_chunks(field, samples, field_chunk_size)
     sigma = out.sigma.reshape(B, R, S)
     weights, alphas = composite_weights(sigma, t)
     depth = (weights * t).sum(dim=-1)  # (B, R)

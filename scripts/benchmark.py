@@ -48,14 +48,14 @@ MODEL_CONFIGS = {"bts": "train_kitti_360_bts", "mvbts": "train_kitti_360_base", 
 class Size:
     resnet_layers: int
     image_size: tuple[int, int]
-    rays: int
+    rays: int | None  # None: the training config's ray batch (BTS 4096, MVBTS / KDBTS 2048)
     samples: int
     batch_cpu: int
     batch_cuda: int
 
 
 SIZES = {
-    "official": Size(50, (192, 640), 2048, 64, batch_cpu=1, batch_cuda=8),
+    "official": Size(50, (192, 640), None, 64, batch_cpu=1, batch_cuda=8),
     "small": Size(18, (64, 192), 512, 32, batch_cpu=2, batch_cuda=8),
     "tiny": Size(18, (64, 128), 64, 8, batch_cpu=1, batch_cuda=1),
 }
@@ -72,6 +72,7 @@ class Case:
     iters: int
     channels_last: bool = False
     compile: bool = False  # torch.compile the encoder (as trainer.compile); the warm-up then includes compiling
+    encoder_views: int | None = None  # MVBTS / KDBTS: encoder views per training step (None: the config's 3)
 
 
 @dataclass
@@ -79,6 +80,7 @@ class CaseResult:
     case: Case
     train_step_s_median: float
     train_step_s_all: list[float]
+    trunk_s: float  # the image encoder's forward + backward alone on the step's encoder views (the convolutions' floor)
     render_image_s: float  # one full image of view 0 rendered (validation / gen_img path)
     gen_img_custom_s: float  # scripts/images/gen_img_custom per image: encode, depth picture, bird's-eye profile
     peak_memory_mb: float
@@ -125,23 +127,32 @@ def make_batch(batch_size: int, image_size: tuple[int, int], generator):
     return collate(samples)
 
 
-def build(model_kind: str, size: Size, batch_size: int, channels_last: bool = False):
-    """Model and loss config from the real training config at ``size``."""
-    from hydra.utils import instantiate
-
-    from utils.config import compose_config
-
+def build_overrides(size: Size, batch_size: int, channels_last: bool, encoder_views: int | None) -> list[str]:
+    """The Hydra overrides of a case: the size, no ImageNet download, and the encoder-view count."""
     overrides = [
         f"model.field.encoder.resnet_layers={size.resnet_layers}",
         "model.field.encoder.pretrained=false",
-        f"model.ray_batch_size={size.rays}",
         f"model.samples_per_ray={size.samples}",
         f"data.image_size=[{size.image_size[0]},{size.image_size[1]}]",
         f"trainer.batch_size={batch_size}",
         f"model.field.encoder.channels_last={channels_last}",
     ]
+    if size.rays is not None:
+        overrides.append(f"model.ray_batch_size={size.rays}")
+    if encoder_views is not None:
+        overrides.append(f"model.num_multiviews={encoder_views}")
+    return overrides
+
+
+def build(model_kind: str, size: Size, batch_size: int, channels_last: bool = False, encoder_views: int | None = None):
+    """Model, loss config and optimizer factory from the real training config at ``size``."""
+    from hydra.utils import instantiate
+
+    from utils.config import compose_config
+
+    overrides = build_overrides(size, batch_size, channels_last, encoder_views)
     cfg = compose_config(MODEL_CONFIGS[model_kind], overrides)
-    return instantiate(cfg.model), instantiate(cfg.loss)
+    return instantiate(cfg.model), instantiate(cfg.loss), instantiate(cfg.trainer.optimizer)
 
 
 def peak_rss_mb() -> float:
@@ -158,11 +169,11 @@ def run_case(case: Case) -> CaseResult:
     device = torch.device(case.device)
     baseline = peak_rss_mb()
     size = SIZES[case.size]
-    model, loss_cfg = build(case.model, size, case.batch_size, case.channels_last)
+    model, loss_cfg, make_optimizer = build(case.model, size, case.batch_size, case.channels_last, case.encoder_views)
     model = model.to(device)
     if case.compile:
         model.field.encoder.compile()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimizer = make_optimizer(params=model.parameters())  # the config's (fused Adam)
     step = TrainStep(model, optimizer, loss_cfg, device, case.bf16)
     batch = make_batch(case.batch_size, size.image_size, torch.Generator().manual_seed(0))
 
@@ -185,6 +196,7 @@ def run_case(case: Case) -> CaseResult:
         else:
             warmup_s += time.perf_counter() - start
 
+    trunk_s = trunk_time(model, batch, case.warmup, case.iters, sync)
     model.eval()
     one = make_batch(1, size.image_size, torch.Generator().manual_seed(1)).to(device)
     sync()
@@ -203,6 +215,7 @@ def run_case(case: Case) -> CaseResult:
         case=case,
         train_step_s_median=statistics.median(times),
         train_step_s_all=times,
+        trunk_s=trunk_s,
         render_image_s=render_s,
         gen_img_custom_s=gen_img_s,
         peak_memory_mb=peak,
@@ -211,6 +224,26 @@ def run_case(case: Case) -> CaseResult:
         parameters=sum(p.numel() for p in model.parameters()),
         extra={"warmup_s": warmup_s},
     )
+
+
+def trunk_time(model, batch, warmup: int, iters: int, sync) -> float:
+    """Median seconds of the image encoder's forward and backward alone (train mode), on as many images as a step
+    encodes: what the convolutional trunk costs, the part of a step no change outside it can make cheaper."""
+    import torch
+
+    images = batch.images[:, : model.num_multiviews].flatten(0, 1).to(next(model.parameters()).device)
+    model.train()
+    times = []
+    for i in range(warmup + iters):
+        sync()
+        start = time.perf_counter()
+        features = model.field.encoder(images)
+        features.backward(torch.ones_like(features))
+        sync()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    model.zero_grad(set_to_none=True)
+    return statistics.median(times)
 
 
 def gen_img_custom_time(model, size: Size, device, bf16: bool, sync) -> float:
@@ -247,6 +280,102 @@ def run_isolated(case: Case) -> dict:
     if status != "ok":
         raise RuntimeError(f"benchmark case {case} failed: {payload}")
     return payload
+
+
+# Runs one case with the benchmark of another revision (in its own worktree): that revision's code, this
+# benchmark's case and config overrides (its `build` is replaced so that both sides time the same configuration).
+_OTHER_REVISION = r"""
+import json, sys
+from dataclasses import asdict, fields
+sys.path.insert(0, ".")
+import scripts.benchmark as B
+spec = json.loads(sys.argv[1])
+def build(model_kind, size, batch_size, *args, **kwargs):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    with initialize_config_dir(config_dir=str(B.REPO / "configs"), version_base=None):
+        cfg = compose(config_name=B.MODEL_CONFIGS[model_kind], overrides=spec["overrides"])
+    return instantiate(cfg.model), instantiate(cfg.loss)
+B.build = build
+names = {f.name for f in fields(B.Case)}
+case = B.Case(**{k: v for k, v in spec["case"].items() if k in names})
+print("RESULT " + json.dumps(asdict(B.run_case(case))))
+"""
+
+
+def run_at_revision(worktree: Path, case: Case) -> dict:
+    """:func:`run_case` of the revision checked out in ``worktree`` (a fresh process), for this ``case``."""
+    size = SIZES[case.size]
+    overrides = build_overrides(size, case.batch_size, case.channels_last, case.encoder_views)
+    spec = json.dumps({"case": asdict(case), "overrides": overrides})
+    done = subprocess.run(
+        [sys.executable, "-c", _OTHER_REVISION, spec], cwd=worktree, capture_output=True, text=True, check=False
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"case {case} at {worktree} failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def compare(revision: str, cases: list[Case], rounds: int) -> list[dict]:
+    """Every case at ``revision`` and at this tree, alternating (old, new) ``rounds`` times; medians and ratios."""
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        worktree = Path(tmp) / "revision"
+        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), revision], cwd=REPO, check=True)
+        try:
+            for case in cases:
+                old, new = [], []
+                for _ in range(rounds):
+                    print(f"running {case} at {revision} ...", file=sys.stderr, flush=True)
+                    old.append(run_at_revision(worktree, case))
+                    print(f"running {case} here ...", file=sys.stderr, flush=True)
+                    new.append(run_isolated(case))
+                rows.append(compare_row(case, revision, old, new))
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=REPO, check=False)
+    return rows
+
+
+def compare_row(case: Case, revision: str, old: list[dict], new: list[dict]) -> dict:
+    """Medians over rounds of both sides and their ratios (old / new: > 1 means faster now)."""
+
+    def median(results: list[dict], key: str) -> float:
+        return statistics.median(r[key] for r in results)
+
+    row: dict = {"case": asdict(case), "revision": revision, "rounds": len(old)}
+    for key in ("train_step_s_median", "render_image_s", "gen_img_custom_s", "peak_memory_mb"):
+        row[f"old_{key}"], row[f"new_{key}"] = median(old, key), median(new, key)
+        row[f"ratio_{key}"] = row[f"old_{key}"] / row[f"new_{key}"]
+    # The trunk (encoder forward + backward) is the same code on both sides: what is left is everything else.
+    trunk = median(new, "trunk_s")
+    row["trunk_s"] = trunk
+    row["old_rest_s"] = row["old_train_step_s_median"] - trunk
+    row["new_rest_s"] = row["new_train_step_s_median"] - trunk
+    row["ratio_rest"] = row["old_rest_s"] / row["new_rest_s"]
+    return row
+
+
+def compare_table(rows: list[dict]) -> str:
+    header = (
+        f"{'case':<26} {'step old':>9} {'step new':>9} {'x':>5} {'rest old':>9} {'rest new':>9} {'x':>5} "
+        f"{'render old':>10} {'new':>7} {'x':>5} {'gen_img old':>11} {'new':>7} {'x':>5}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        c = r["case"]
+        views = f" {c['encoder_views']}v" if c.get("encoder_views") else ""
+        name = f"{c['model']} {c['size']} b{c['batch_size']}{views}"
+        lines.append(
+            f"{name:<26} {r['old_train_step_s_median']:>9.2f} {r['new_train_step_s_median']:>9.2f} "
+            f"{r['ratio_train_step_s_median']:>5.2f} {r['old_rest_s']:>9.2f} {r['new_rest_s']:>9.2f} "
+            f"{r['ratio_rest']:>5.2f} {r['old_render_image_s']:>10.2f} {r['new_render_image_s']:>7.2f} "
+            f"{r['ratio_render_image_s']:>5.2f} {r['old_gen_img_custom_s']:>11.2f} {r['new_gen_img_custom_s']:>7.2f} "
+            f"{r['ratio_gen_img_custom_s']:>5.2f}"
+        )
+    return "\n".join(lines)
 
 
 def loader_throughput(root: Path, image_size: tuple[int, int], samples: int, workers: int, prepare: bool) -> dict:
@@ -390,6 +519,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--loader-workers", type=int, default=2, help="DataLoader workers")
     parser.add_argument("--eval-frames", type=int, default=8, help="frames per evaluation run")
     parser.add_argument("--skip-train", action="store_true", help="only the data and eval figures")
+    parser.add_argument(
+        "--encoder-views",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="MVBTS / KDBTS cases: encoder views per step (default: the config's 3); several give several cases",
+    )
+    parser.add_argument(
+        "--compare",
+        metavar="REV",
+        help="also run every case with the code of git revision REV (a worktree), alternating; report both and ratios",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="with --compare: (old, new) pairs per case")
     return parser.parse_args(argv)
 
 
@@ -404,17 +546,24 @@ def main(argv=None) -> list[dict]:
         sys.exit(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     if args.bf16 and not device.startswith("cuda"):
         print("note: --bf16 only affects CUDA; the CPU runs float32", file=sys.stderr)
-    results = []
+    cases = []
     for model in [] if args.skip_train else args.models:
         for size_name in args.sizes:
             size = SIZES[size_name]
             batch = args.batch_size or (size.batch_cuda if device.startswith("cuda") else size.batch_cpu)
-            case = Case(
-                model, size_name, device, batch, args.bf16, args.warmup, args.iters, args.channels_last, args.compile
-            )
+            for views in args.encoder_views if model != "bts" else [None]:
+                flags = (args.bf16, args.warmup, args.iters, args.channels_last, args.compile, views)
+                cases.append(Case(model, size_name, device, batch, *flags))
+    report: dict = {"machine": machine_info(device)}
+    if args.compare:
+        report["compare"] = compare(args.compare, cases, args.rounds)
+        results = []
+    else:
+        results = []
+        for case in cases:
             print(f"running {case} ...", file=sys.stderr, flush=True)
             results.append(run_isolated(case))
-    report = {"machine": machine_info(device), "results": results}
+    report["results"] = results
     if args.data_root is not None:
         import tempfile
 
@@ -438,6 +587,8 @@ def main(argv=None) -> list[dict]:
     tmp.replace(args.out)
     if results:
         print(table(results))
+    if "compare" in report:
+        print(compare_table(report["compare"]))
     for section in ("loader", "eval"):
         if section in report:
             print(f"\n{section}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in report[section].items()))

@@ -56,7 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"
 MODEL_KINDS = ("bts", "mvbts", "kdbts")
 INVALID_WEIGHT = 0.8  # official render_poses: a pixel is invalid when its invalid samples carry > 0.8 weight
-DENSITY_CHUNK = 65536  # density queries per call (profiles, point clouds)
+DENSITY_CHUNK = 16384  # density queries per call (profiles, point clouds)
 RenderField = Callable[[Tensor], FieldOutput]  # points (B, N, 3) -> FieldOutput, what the renderer calls
 
 

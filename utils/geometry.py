@@ -65,7 +65,7 @@ def project(points_cam: Tensor, K_norm: Tensor) -> tuple[Tensor, Tensor, Tensor]
     Returns ``uv`` (..., 2) in normalised coordinates, the camera ``z`` (...), and
     ``invalid`` (...): ``z <= 1e-3`` or ``|u| > 1`` or ``|v| > 1`` (official validity rule).
     """
-    q = (K_norm @ points_cam.unsqueeze(-1)).squeeze(-1)  # (..., 3)
+    q = torch.einsum("...ij,...j->...i", K_norm, points_cam)  # (..., 3); one product per point, not a batch of 3x3s
     z = q[..., 2]
     uv = q[..., :2] / z.clamp_min(Z_EPS).unsqueeze(-1)
     invalid = (z <= Z_EPS) | (uv[..., 0].abs() > 1.0) | (uv[..., 1].abs() > 1.0)

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from models.density_field import EncodedScene
+from models.density_field import EncodedScene, RaysInCameras, ray_view_inputs
 from models.heads import INVALID_VIEW_LOGIT, MultiViewFusionHead
+from models.rays import RaySamples
 from tests.builders import BTS, KDBTS, MVBTS, NO_VIEW_DROPOUT, build_field
 from utils.geometry import make_rigid, rotation_y
 
@@ -52,15 +53,42 @@ def test_interleaved_scenes_do_not_interact(mvbts):
 
 
 @torch.no_grad()
-def test_field_fn_is_the_query(mvbts):
-    pts = points(2)
-    scene = mvbts.encode(*scene_inputs(3))
-    out = mvbts.field_fn(scene, "single_view")(pts)
-    ref = mvbts.query(scene, pts, density_head="single_view")
-    torch.testing.assert_close(out.sigma, ref.sigma)
-    assert out.sigma.shape == (1, 200) and out.invalid.shape == (1, 200, 2)
-    assert set(out.head_outputs) == {"multi_view", "single_view"}
+def ray_samples(origin: torch.Tensor, seed: int, R: int = 40, S: int = 5) -> RaySamples:
+    """R rays from ``origin`` (3,) towards the image of view 0 (some rays leave it), S samples each from 3 m on."""
+    g = torch.Generator().manual_seed(seed)
+    directions = torch.cat([(torch.rand(1, R, 2, generator=g) - 0.5) * 2.4, torch.ones(1, R, 1)], dim=-1)
+    directions = directions / directions.norm(dim=-1, keepdim=True)
+    t = 3.0 + torch.rand(1, R, S, generator=g).sort(dim=-1).values * 40
+    return RaySamples.along(origin.expand(1, R, 3), directions, t)
+
+
+@pytest.mark.parametrize("views", [1, 2])
+@pytest.mark.parametrize("from_camera", [True, False])
+def test_field_fn_answers_what_query_answers_for_the_sample_points(mvbts, views, from_camera):
+    """Rays from the (only) encoder camera take the per-ray path, the others the per-point path: the same values."""
+    scene = mvbts.encode(*scene_inputs(3, views))
+    samples = ray_samples(torch.zeros(3) if from_camera else torch.tensor([0.4, -0.2, 0.5]), seed=4)
+    per_ray = from_camera and views == 1
+    assert RaysInCameras.of(scene, samples).from_every_camera(samples.t[..., 0]) == per_ray
+    out = mvbts.field_fn(scene, "single_view")(samples)
+    ref = mvbts.query(scene, samples.points.flatten(1, 2), density_head="single_view")
+    assert out.sigma.shape == (1, 200) and out.invalid.shape == (1, 200, views)
+    assert torch.equal(out.invalid, ref.invalid)
+    for name in ("multi_view", "single_view"):
+        torch.testing.assert_close(out.head_outputs[name], ref.head_outputs[name], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out.sigma, torch.nn.functional.softplus(out.head_outputs["single_view"]))
+
+
+def test_view_inputs_of_rays_from_the_camera_are_the_official_vector(mvbts):
+    """The per-ray parts, put back in their columns, are the per-point head input (103 values per view)."""
+    scene = mvbts.encode(*scene_inputs(5, 1))
+    samples = ray_samples(torch.zeros(3), seed=6)
+    rays = RaysInCameras.of(scene, samples)
+    per_ray, invalid = ray_view_inputs(scene, samples, rays, 3.0, 80.0, 6, 1.5)
+    per_point, invalid_points = mvbts.view_inputs(scene, samples.points.flatten(1, 2))
+    assert per_ray.width == per_point.width == 103
+    torch.testing.assert_close(per_ray.cat().flatten(1, 2), per_point.cat(), rtol=1e-5, atol=2e-5)
+    assert torch.equal(invalid.flatten(1, 2), invalid_points)
 
 
 def test_unknown_head_is_an_error(mvbts):

@@ -10,9 +10,12 @@ import pytest
 import torch
 
 from models.checkpoint import load_official_checkpoint
-from models.density_field import MULTI_VIEW_HEAD, SINGLE_VIEW_HEAD
+from models.density_field import MULTI_VIEW_HEAD, SINGLE_VIEW_HEAD, RaysInCameras
+from models.rays import RaySamples, rays_from_pixels
+from models.rendering import RenderViews, render_rays, sample_distances
 from tests.builders import BTS, KDBTS, NO_VIEW_DROPOUT, build_field
 from tests.golden import load_io, official_checkpoint
+from utils.geometry import invert_pose
 
 RTOL = 1e-4
 ATOL = 2e-5
@@ -37,7 +40,7 @@ def bts():
         points = torch.from_numpy(io["points"])
         inputs, invalid = field.view_inputs(scene, points)
         out = field.query(scene, points, density_head=SINGLE_VIEW_HEAD)
-    return io, scene, inputs, invalid, out
+    return io, scene, inputs.cat(), invalid, out
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,7 @@ def mvbts():
         inputs, invalid = field.view_inputs(scene, points)
         results = {
             "scene": scene,
-            "inputs": inputs,
+            "inputs": inputs.cat(),
             "invalid": invalid,
             "teacher_mlp_out": field.heads[MULTI_VIEW_HEAD].per_view(inputs),
             "teacher": field.query(scene, points, density_head=MULTI_VIEW_HEAD),
@@ -124,3 +127,40 @@ def test_kd_term_matches_reference(mvbts):
     valid = ~r["teacher"].invalid[..., 0]
     kd = (student - teacher).abs()[valid].mean().item()
     assert kd == pytest.approx(float(io["kd_l1_view0valid"]), rel=1e-4)
+
+
+def golden_ray_render(field, io: dict, head: str):
+    """The fixture's rays (from view 0's camera: the per-ray path) rendered through our field and renderer."""
+    images, K, c2w = encode_inputs(io)
+    R = io["ray_pix"].shape[0]
+    rays = rays_from_pixels(
+        torch.from_numpy(io["ray_pix"])[None], torch.zeros(1, R, dtype=torch.long), K, c2w, 192, 640
+    )
+    views = RenderViews(colors=images * 0.5 + 0.5, K_norm=K, world_to_cam=invert_pose(c2w))
+    with torch.no_grad():
+        scene = field.encode(images, K, c2w)
+        samples = RaySamples.along(rays.origins, rays.directions, sample_distances(1, R, 3.0, 80.0, 64))
+        assert RaysInCameras.of(scene, samples).from_every_camera(samples.t[..., 0]) == (images.shape[1] == 1)
+        return render_rays(rays, field.field_fn(scene, head), views, 64)
+
+
+def test_bts_rays_rendered_through_our_field(bts):
+    io = bts[0]
+    field = build_field(BTS).eval()
+    load_official_checkpoint(field, official_checkpoint("bts_r18.pt"))
+    out = golden_ray_render(field, io, SINGLE_VIEW_HEAD)
+    np.testing.assert_allclose(out.sigma.numpy(), io["ray_sigma_samps"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.weights.numpy(), io["ray_weights"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.depth.numpy(), io["ray_depth"], rtol=1e-5)
+    np.testing.assert_allclose(out.rgb.reshape(1, -1, 3).numpy(), io["ray_rgb"], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize(("head", "prefix"), [(MULTI_VIEW_HEAD, "ray_teacher_"), (SINGLE_VIEW_HEAD, "ray_student_")])
+def test_mvbts_rays_rendered_through_our_field(mvbts, head, prefix):
+    io = mvbts[0]
+    field = build_field(KDBTS, NO_VIEW_DROPOUT).eval()
+    load_official_checkpoint(field, official_checkpoint("mvbts_r18.pt"))
+    out = golden_ray_render(field, io, head)
+    np.testing.assert_allclose(out.sigma.numpy(), io[prefix + "sigma_samps"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.weights.numpy(), io[prefix + "weights"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(out.depth.numpy(), io[prefix + "depth"], rtol=1e-5)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from models.field_output import FieldOutput
-from models.rays import ImageRaySampler, PatchRaySampler, RayBundle, distance_to_z, rays_from_pixels
+from models.rays import ImageRaySampler, PatchRaySampler, RayBundle, RaySamples, distance_to_z, rays_from_pixels
 from models.rendering import (
     RenderViews,
     composite_weights,
@@ -37,8 +37,9 @@ class SphereField:
     def __init__(self, radius: float, num_encoder_views: int = 1):
         self.radius, self.num_encoder_views, self.calls = radius, num_encoder_views, 0
 
-    def __call__(self, points: torch.Tensor) -> FieldOutput:
+    def __call__(self, samples: RaySamples) -> FieldOutput:
         self.calls += 1
+        points = samples.points.flatten(1, 2)  # (B, R S, 3)
         dist = points.norm(dim=-1)
         sigma = torch.where(dist >= self.radius, torch.full_like(dist, 1e4), torch.zeros_like(dist))
         invalid = torch.zeros(*points.shape[:2], self.num_encoder_views, dtype=torch.bool)
@@ -148,8 +149,8 @@ def test_constant_colour_in_gives_the_same_colour_out_and_field_called_once():
 
 def test_points_no_encoder_view_sees_are_invalid_in_every_render_view():
     class BlindField(SphereField):
-        def __call__(self, points):
-            out = super().__call__(points)
+        def __call__(self, samples):
+            out = super().__call__(samples)
             out.invalid[:, ::2] = True  # every other point is invalid in both encoder views
             return out
 
@@ -179,7 +180,7 @@ def test_chunked_field_queries_equal_one_pass():
     views = constant_views((0.3, 0.2, 0.1), 2)
     views.colors = torch.rand(1, 2, 3, H, W, generator=torch.Generator().manual_seed(2))
     full = render_rays(rays, SphereField(15.0), views, 16)
-    point_chunked = render_rays(rays, SphereField(15.0), views, 16, point_chunk_size=10)
+    point_chunked = render_rays(rays, SphereField(15.0), views, 16, field_chunk_size=2)
     for name in ("depth", "weights", "alphas", "t_samples", "sigma", "rgb", "invalid", "field_invalid"):
         assert torch.allclose(getattr(full, name).float(), getattr(point_chunked, name).float()), name
     assert torch.equal(full.head_outputs["head"], point_chunked.head_outputs["head"])
@@ -294,7 +295,8 @@ def _golden_render(data: dict[str, torch.Tensor], prefix: str):
     rays = rays_from_pixels(data["ray_pix"][None], torch.zeros(1, R, dtype=torch.long), K, c2w, 192, 640)
     world_to_cam = invert_rigid(c2w)
 
-    def replay_field(points: torch.Tensor) -> FieldOutput:
+    def replay_field(samples: RaySamples) -> FieldOutput:
+        points = samples.points.flatten(1, 2)  # (1, N, 3)
         _, _, invalid = project(transform_points(world_to_cam, points[:, None]), K[:, :, None])  # (1, V, N)
         return FieldOutput(sigma=data[prefix + "sigma_samps"].reshape(1, -1), invalid=invalid.permute(0, 2, 1))
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from scripts.benchmark import SIZES, main, make_batch
+from scripts.benchmark import SIZES, Case, build_overrides, compare_row, main, make_batch
+from utils.config import compose_config
 
 
 def test_tiny_benchmark_writes_json_and_a_table(tmp_path, capsys):
@@ -26,8 +27,10 @@ def test_tiny_benchmark_writes_json_and_a_table(tmp_path, capsys):
         "iters": 2,
         "channels_last": False,
         "compile": False,
+        "encoder_views": None,
     }
     assert len(result["train_step_s_all"]) == 2
+    assert 0 < result["trunk_s"] < result["train_step_s_median"]  # the encoder alone is part of the step
     assert min(result["train_step_s_all"]) <= result["train_step_s_median"] <= max(result["train_step_s_all"])
     assert result["render_image_s"] > 0 and result["gen_img_custom_s"] > 0
     assert result["memory_kind"] == "cpu_peak_rss" and result["peak_memory_mb"] >= result["baseline_rss_mb"] > 0
@@ -87,3 +90,28 @@ def test_loader_and_eval_figures_on_the_synthetic_world(synthetic_root, tmp_path
         assert ev[f"{key}_s"] > 0 and ev[f"{key}_frames_per_s"] == pytest.approx(1 / ev[f"{key}_s"])
     assert ev["occupancy_warm_speedup"] == pytest.approx(ev["occupancy_cold_s"] / ev["occupancy_warm_s"])
     assert ev["depth_warm_speedup"] == pytest.approx(ev["depth_cold_s"] / ev["depth_warm_s"])
+
+
+def test_the_official_size_times_the_real_training_configs():
+    """No ray-batch override: BTS trains on 4096 rays (64 patches), MVBTS / KDBTS on 2048; views as asked."""
+    for config, rays in (("train_kitti_360_bts", 4096), ("train_kitti_360_base", 2048), ("train_kitti_360_KD", 2048)):
+        cfg = compose_config(config, build_overrides(SIZES["official"], 1, False, None))
+        assert (cfg.model.ray_batch_size, cfg.model.samples_per_ray, cfg.model.field.encoder.resnet_layers) == (
+            rays,
+            64,
+            50,
+        )
+    two_views = compose_config("train_kitti_360_KD", build_overrides(SIZES["official"], 1, False, 2))
+    assert two_views.model.num_multiviews == 2
+
+
+def test_compare_rows_are_medians_and_old_over_new_ratios():
+    case = Case("bts", "tiny", "cpu", 1, False, 1, 1)
+    keys = ("train_step_s_median", "render_image_s", "gen_img_custom_s", "peak_memory_mb")
+    old = [dict.fromkeys(keys, v) for v in (4.0, 6.0, 5.0)]
+    new = [{**dict.fromkeys(keys, v), "trunk_s": 1.0} for v in (2.0, 2.5, 3.0)]
+    row = compare_row(case, "abc123", old, new)
+    assert (row["old_train_step_s_median"], row["new_train_step_s_median"]) == (5.0, 2.5)
+    assert row["ratio_train_step_s_median"] == 2.0 and row["ratio_render_image_s"] == 2.0
+    # the encoder's own time is taken off both sides: (5 - 1) / (2.5 - 1)
+    assert row["ratio_rest"] == pytest.approx(4.0 / 1.5)

@@ -219,8 +219,8 @@ def test_a_novel_camera_renders_the_depth_of_the_oracle_field(synthetic_root):
     sample = dataset[10]
     input_to_world = dataset.cam_to_world(sample.sequence, sample.frame_id, "00")  # (4, 4) float64
 
-    def oracle(points: torch.Tensor) -> FieldOutput:  # (1, N, 3) in the input frame
-        occupied = root.world.occupied(transform(input_to_world, points[0].double()))
+    def oracle(samples) -> FieldOutput:  # samples.points (1, R, S, 3) in the input frame
+        occupied = root.world.occupied(transform(input_to_world, samples.points.reshape(-1, 3).double()))
         return FieldOutput(sigma=occupied.float()[None] * 100.0, invalid=torch.zeros(1, len(occupied), 1, dtype=bool))
 
     Hc, Wc, S = 48, 64, 128

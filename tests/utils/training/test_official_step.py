@@ -28,7 +28,7 @@ from datasets.sample import Sample
 from models.bts import BTSModel, StepChoices
 from models.checkpoint import load_official_checkpoint, official_to_our_key
 from models.frame_roles import FrameRoles
-from models.heads import MLP
+from models.heads import MLP, as_view_inputs
 from models.losses import LossConfig, photometric_errors, smoothness_map, training_loss, weight_guided_invalid
 from models.rays import Patches
 from models.rendering import RenderOutput
@@ -97,9 +97,13 @@ def replay_case(case: str) -> Replay:
     initial = copy.deepcopy(model.state_dict())
     replay = Replay(data, model, initial, loss_cfg, official_batch(data), official_choices(data))
 
+    chunks: dict[str, list[Tensor | None]] = {name: [] for name in model.field.heads}
+
     def capture(name: str):
-        def hook(module: nn.Module, inputs, output: Tensor) -> None:
-            output.register_hook(lambda grad: replay.raw_grads.__setitem__(name, grad.reshape(-1)))
+        def hook(module: nn.Module, inputs, output: Tensor) -> None:  # one call per chunk of rays, in order
+            index = len(chunks[name])
+            chunks[name].append(None)
+            output.register_hook(lambda grad: chunks[name].__setitem__(index, grad.reshape(-1)))
 
         return hook
 
@@ -107,6 +111,7 @@ def replay_case(case: str) -> Replay:
     replay.result = step.run(replay.batch, replay.choices)
     for handle in handles:
         handle.remove()
+    replay.raw_grads = {name: torch.cat(grads) for name, grads in chunks.items() if all(g is not None for g in grads)}
     ours = dict(model.field.named_parameters())
     for name in data["param_names"].tolist():
         grad = ours[official_to_our_key(name)].grad
@@ -256,11 +261,14 @@ def resolve_relu_ties(replay: Replay) -> tuple[dict[str, Tensor], int]:
     """
     model = copy.deepcopy(replay.model)
     model.load_state_dict(replay.initial_state)
+    model.field_chunk_size = None  # one call per head: the same values, one tensor to inspect
     mlps = [m for m in model.field.heads.modules() if isinstance(m, MLP)]
     seen: dict[MLP, tuple[Tensor, Tensor]] = {}  # mlp -> (hidden input x, pre-activation h)
     outputs: dict[MLP, Tensor] = {}
     for mlp in mlps:
-        mlp.hidden.register_forward_hook(lambda m, i, o, mlp=mlp: seen.__setitem__(mlp, (i[0], o)))
+        mlp.hidden.register_forward_hook(
+            lambda m, i, o, mlp=mlp: seen.__setitem__(mlp, (as_view_inputs(i[0]).cat(), o))
+        )
         mlp.output.register_forward_hook(lambda m, i, o, mlp=mlp: outputs.__setitem__(mlp, o))
     out = model(replay.batch, replay.choices)
     total = training_loss(out.render, out.target, replay.loss_cfg).total
