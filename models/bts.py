@@ -186,7 +186,7 @@ class BTSModel(nn.Module):
             )
             render = render_rays(
                 rays,
-                self.field.field_fn(scene, self.density_head),
+                self.field.field_fn(scene, self.density_head, all_heads=True),  # the KD loss reads every head
                 render_views,
                 samples_per_ray=self.samples_per_ray,
                 jitter=choices.jitter,

@@ -21,9 +21,9 @@ from torch import Tensor, nn
 
 from models.encoder import ImageEncoder
 from models.field_output import FieldOutput, query_in_chunks
-from models.heads import ViewInputs
+from models.heads import PartsLinear, ViewInputs
 from models.positional_encoding import encoded_dim, positional_encoding
-from models.rays import RaySamples
+from models.rays import RaySamples, RaysInCameras
 from utils.geometry import Z_EPS, invert_pose, project, transform_points
 
 DensityFn = Callable[[Tensor], tuple[Tensor, Tensor]]  # points (N, 3) -> sigma (N,), invalid in every view (N,)
@@ -72,6 +72,16 @@ def encoding_columns(channels: Sequence[int], num_freqs: int, offset: int, d_cod
     return torch.tensor(columns, dtype=torch.long)
 
 
+def project_features(features: Tensor, layer: nn.Linear) -> Tensor:
+    """A head's first layer applied to every pixel of the feature maps (B, Ve, C, H, W) -> (B, Ve, hidden, H, W),
+    with the layer's feature columns (the first C). Bilinear sampling is linear, so sampling this map gives what
+    multiplying the sampled features would (up to float32 rounding), for a map-sized cost instead of a per-point one.
+    """
+    B, Ve, C, H, W = features.shape
+    weight = layer.weight[:, :C, None, None]  # (hidden, C, 1, 1)
+    return F.conv2d(features.reshape(B * Ve, C, H, W), weight).reshape(B, Ve, -1, H, W)
+
+
 def view_inputs(
     scene: EncodedScene,
     points_world: Tensor,
@@ -79,11 +89,13 @@ def view_inputs(
     z_far: float,
     num_freqs: int,
     freq_factor: float,
+    projected: Tensor | None = None,
 ) -> tuple[ViewInputs, Tensor]:
     """Per-view head inputs for world points (B, N, 3).
 
     Returns the :class:`ViewInputs` parts (B, N, Ve, .) [sampled feature (C), positional encoding of (u, v, z~)]
-    and ``invalid`` (B, N, Ve).
+    and ``invalid`` (B, N, Ve). With ``projected`` (:func:`project_features` of one head) the sampled projection
+    is the inputs' ``hidden_offset`` instead of the feature part.
     """
     B, Ve, C, H, W = scene.features.shape
     N = points_world.shape[1]
@@ -91,30 +103,12 @@ def view_inputs(
     uv, z, invalid = project(points_cam, scene.K_norm.unsqueeze(2))  # (B, Ve, N, 2), (B, Ve, N), (B, Ve, N)
     code = torch.cat([uv, inverse_depth_code(z, z_near, z_far).unsqueeze(-1)], dim=-1)  # (B, Ve, N, 3)
     pe = positional_encoding(code.transpose(1, 2), num_freqs, freq_factor, include_input=True)  # (B, N, Ve, P)
-    feats = sample_features(scene.features.reshape(B * Ve, C, H, W), uv.reshape(B * Ve, N, 2))  # (B Ve, N, C)
-    feats = feats.reshape(B, Ve, N, C).transpose(1, 2)  # (B, N, Ve, C)
+    maps = scene.features if projected is None else projected  # (B, Ve, C or hidden, H, W)
+    feats = sample_features(maps.reshape(B * Ve, -1, H, W), uv.reshape(B * Ve, N, 2))  # (B Ve, N, .)
+    feats = feats.reshape(B, Ve, N, -1).transpose(1, 2)  # (B, N, Ve, .)
+    if projected is not None:
+        return ViewInputs((pe,), (torch.arange(C, C + pe.shape[-1], device=pe.device),), feats), invalid.transpose(1, 2)
     return ViewInputs((feats, pe)), invalid.transpose(1, 2)
-
-
-@dataclass
-class RaysInCameras:
-    """Ray origins and directions (B, R, 3) in the frame of each encoder view: (B, Ve, R, 3)."""
-
-    origins: Tensor
-    directions: Tensor
-
-    @classmethod
-    def of(cls, scene: EncodedScene, samples: RaySamples) -> RaysInCameras:
-        origins = transform_points(scene.world_to_cam, samples.origins.unsqueeze(1))
-        directions = samples.directions.unsqueeze(1) @ scene.world_to_cam[..., :3, :3].transpose(-1, -2)
-        return cls(origins, directions)
-
-    def from_every_camera(self, nearest: Tensor, tolerance: float = 1e-5) -> bool:
-        """Whether every ray starts at the centre of every encoder camera (within ``tolerance`` m) and every sample,
-        the nearest at distance ``nearest`` (B, R), lies in front of it (so that its (u, v) is the ray's)."""
-        at_centre = self.origins.abs().amax() <= tolerance
-        in_front = (nearest.unsqueeze(1) * self.directions[..., 2] - tolerance > Z_EPS).all()
-        return bool(at_centre and in_front)
 
 
 def ray_view_inputs(
@@ -126,10 +120,10 @@ def ray_view_inputs(
     num_freqs: int,
     freq_factor: float,
 ) -> tuple[ViewInputs, Tensor]:
-    """:func:`view_inputs` of ray samples whose rays all start at the centre of every encoder camera, every sample in
-    front of it (rendering an encoder view; :meth:`RaysInCameras.from_every_camera`): all samples of a ray project
-    to one pixel of each view, so the feature and the encoding of (u, v) are computed once per ray and only z~ per
-    sample.
+    """:func:`view_inputs` of ray samples whose rays all start at the centre of every encoder camera, every sample
+    in front of it (rendering an encoder view; :meth:`models.rays.RaysInCameras.from_every_camera`): all samples of
+    a ray project to one pixel of each view, so the feature and the encoding of (u, v) are computed once per ray and
+    only z~ per sample.
 
     Returns :class:`ViewInputs` with parts (B, R, 1, Ve, .) and (B, R, S, Ve, .), and ``invalid`` (B, R, S, Ve).
     The values equal :func:`view_inputs` of the sample points up to float32 rounding.
@@ -155,6 +149,24 @@ def ray_view_inputs(
         encoding_columns((2,), num_freqs, offset=C),
     )
     return ViewInputs(parts, tuple(c.to(feats.device) for c in columns)), invalid.permute(0, 2, 3, 1)
+
+
+class ProjectedFeatures:
+    """A head's first layer applied to the feature maps of a scene (:func:`project_features`), made once, on
+    first use, without gradients."""
+
+    def __init__(self, scene: EncodedScene, layer: PartsLinear) -> None:
+        self.scene, self.layer, self._maps = scene, layer, None
+
+    def maps(self) -> Tensor:
+        if self._maps is None:
+            with torch.no_grad():
+                maps = project_features(self.scene.features, self.layer)  # (B, Ve, hidden, H, W)
+                B, Ve, D, H, W = maps.shape
+                # Channels last: a point's D values sit together, which the per-point bilinear lookups read faster.
+                maps = maps.reshape(B * Ve, D, H, W).contiguous(memory_format=torch.channels_last)
+                self._maps = maps.reshape(B, Ve, D, H, W)
+        return self._maps
 
 
 HeadFactory = Callable[..., nn.Module]  # d_in=... -> a head (a ``_partial_`` head config)
@@ -200,19 +212,46 @@ class DensityField(nn.Module):
             world_to_cam=invert_pose(cam_to_world),
         )
 
-    def view_inputs(self, scene: EncodedScene, points_world: Tensor) -> tuple[ViewInputs, Tensor]:
+    def view_inputs(
+        self, scene: EncodedScene, points_world: Tensor, projected: Tensor | None = None
+    ) -> tuple[ViewInputs, Tensor]:
         """World points (B, N, 3) -> head inputs (B, N, Ve, D), invalid (B, N, Ve). See :func:`view_inputs`."""
-        return view_inputs(scene, points_world, self.z_near, self.z_far, self.num_freqs, self.freq_factor)
+        args = (self.z_near, self.z_far, self.num_freqs, self.freq_factor)
+        return view_inputs(scene, points_world, *args, projected=projected)
 
-    def query(self, scene: EncodedScene, points_world: Tensor, density_head: str) -> FieldOutput:
+    def query(
+        self,
+        scene: EncodedScene,
+        points_world: Tensor,
+        density_head: str,
+        all_heads: bool = False,
+        projection: ProjectedFeatures | None = None,
+    ) -> FieldOutput:
         """Densities of world points (B, N, 3) in ``scene``, sigma from the head named ``density_head``.
 
-        All heads run; their raw outputs (B, N) are in ``head_outputs`` by name.
+        The raw outputs (B, N) are in ``head_outputs`` by name: of ``density_head``, or of every head with
+        ``all_heads`` (the KD loss reads teacher and student on the same points). ``projection``: the head's
+        first layer applied to the feature maps (:class:`ProjectedFeatures`), used when no gradient is needed.
         """
-        inputs, invalid = self.view_inputs(scene, points_world)  # parts (B, N, Ve, .), (B, N, Ve)
-        return self._run_heads(inputs, invalid, density_head)
+        self._head(density_head)
+        projected = projection.maps() if projection is not None and not torch.is_grad_enabled() else None
+        inputs, invalid = self.view_inputs(scene, points_world, projected)  # parts (B, N, Ve, .), (B, N, Ve)
+        return self._run_heads(inputs, invalid, density_head, all_heads)
 
-    def query_samples(self, scene: EncodedScene, samples: RaySamples, density_head: str) -> FieldOutput:
+    def projection(self, scene: EncodedScene, density_head: str) -> ProjectedFeatures | None:
+        """For many queries of one head without gradients (full images, profiles, point clouds): the head's first
+        layer applied once to the feature maps, made on first use; None for heads that read the whole vector."""
+        layer = getattr(self._head(density_head), "first_layer", None)
+        return ProjectedFeatures(scene, layer) if isinstance(layer, PartsLinear) else None
+
+    def query_samples(
+        self,
+        scene: EncodedScene,
+        samples: RaySamples,
+        density_head: str,
+        all_heads: bool = False,
+        projection: ProjectedFeatures | None = None,
+    ) -> FieldOutput:
         """Densities of ray samples (the renderer's call), N = R S answers ordered (ray, sample).
 
         Rays cast from the encoder cameras themselves (rendering an encoder view) take :func:`ray_view_inputs`:
@@ -220,31 +259,40 @@ class DensityField(nn.Module):
         their points. Both give the same densities up to float32 rounding.
         """
         B, R, S = samples.t.shape
-        rays = RaysInCameras.of(scene, samples)
+        rays = RaysInCameras.of(scene.world_to_cam, samples)
         if rays.from_every_camera(samples.t[..., 0]):
             args = (self.z_near, self.z_far, self.num_freqs, self.freq_factor)
             inputs, invalid = ray_view_inputs(scene, samples, rays, *args)  # invalid (B, R, S, Ve)
         else:
-            inputs, invalid = self.view_inputs(scene, samples.points.reshape(B, R * S, 3))  # invalid (B, R S, Ve)
-        out = self._run_heads(inputs, invalid, density_head)
+            points = samples.points.reshape(B, R * S, 3)
+            projected = projection.maps() if projection is not None and not torch.is_grad_enabled() else None
+            inputs, invalid = self.view_inputs(scene, points, projected)  # invalid (B, R S, Ve)
+        out = self._run_heads(inputs, invalid, density_head, all_heads)
         return FieldOutput(
             sigma=out.sigma.reshape(B, R * S),
             invalid=out.invalid.reshape(B, R * S, -1),
             head_outputs={name: raw.reshape(B, R * S) for name, raw in out.head_outputs.items()},
         )
 
-    def _run_heads(self, inputs: ViewInputs, invalid: Tensor, density_head: str) -> FieldOutput:
-        """Every head on the same inputs; sigma from ``density_head``."""
-        if density_head not in self.heads:
-            raise KeyError(f"unknown density head {density_head!r}; this model has {list(self.heads)}")
-        raw = {name: head(inputs, invalid) for name, head in self.heads.items()}  # each (...), like invalid[..., 0]
+    def _head(self, name: str) -> nn.Module:
+        if name not in self.heads:
+            raise KeyError(f"unknown density head {name!r}; this model has {list(self.heads)}")
+        return self.heads[name]
+
+    def _run_heads(self, inputs: ViewInputs, invalid: Tensor, density_head: str, all_heads: bool) -> FieldOutput:
+        """``density_head`` (or every head) on the inputs; sigma from ``density_head``."""
+        names = list(self.heads) if all_heads else [density_head]
+        raw = {name: self._head(name)(inputs, invalid) for name in names}  # each (...), like invalid[..., 0]
         return FieldOutput(sigma=F.softplus(raw[density_head]), invalid=invalid, head_outputs=raw)
 
     def query_chunked(
         self, scene: EncodedScene, points_world: Tensor, density_head: str, chunk_size: int
     ) -> FieldOutput:
-        """:meth:`query` over ``chunk_size`` points at a time (any number of points, bounded memory)."""
-        return query_in_chunks(partial(self.query, scene, density_head=density_head), points_world, chunk_size)
+        """:meth:`query` over ``chunk_size`` points at a time (any number of points, bounded memory); without
+        gradients the head's first layer is applied to the feature maps once (:meth:`projection`)."""
+        projection = self.projection(scene, density_head)
+        query = partial(self.query, scene, density_head=density_head, projection=projection)
+        return query_in_chunks(query, points_world, chunk_size)
 
     def density_fn(self, scene: EncodedScene, density_head: str, chunk_size: int) -> DensityFn:
         """The field of one encoded scene as ``points (N, 3) -> (sigma (N,), seen by no encoder view (N,))``, for
@@ -252,19 +300,23 @@ class DensityField(nn.Module):
         device: they are queried in float32 on the scene's device, and the answers come back where they came from.
         """
         device = scene.features.device
+        projection = self.projection(scene, density_head)
+        query = partial(self.query, scene, density_head=density_head, projection=projection)
 
         @torch.no_grad()
         def density(points: Tensor) -> tuple[Tensor, Tensor]:
-            out = self.query_chunked(scene, points[None].to(device, torch.float32), density_head, chunk_size)
+            out = query_in_chunks(query, points[None].to(device, torch.float32), chunk_size)
             return out.sigma[0].float().to(points.device), out.invalid[0].all(dim=-1).to(points.device)
 
         return density
 
-    def field_fn(self, scene: EncodedScene, density_head: str) -> Callable[[RaySamples], FieldOutput]:
-        """The renderer's view of this field for one encoded scene: :meth:`query_samples` as ``samples -> output``."""
-        if density_head not in self.heads:
-            raise KeyError(f"unknown density head {density_head!r}; this model has {list(self.heads)}")
-        return partial(self.query_samples, scene, density_head=density_head)
+    def field_fn(
+        self, scene: EncodedScene, density_head: str, all_heads: bool = False
+    ) -> Callable[[RaySamples], FieldOutput]:
+        """The renderer's view of this field for one encoded scene: :meth:`query_samples` as ``samples -> output``
+        (one head, with its :meth:`projection` when no gradient is needed; every head with ``all_heads``)."""
+        projection = None if all_heads else self.projection(scene, density_head)
+        return partial(self.query_samples, scene, density_head=density_head, all_heads=all_heads, projection=projection)
 
 
 # Head names of the shipped model configs, used by official-checkpoint conversion (models.checkpoint).

@@ -43,9 +43,14 @@ class ViewInputs:
     # Where each part's values sit in the official vector: None = one after the other, in order; else per part a
     # LongTensor of column indices (a part may hold columns that are not next to each other).
     columns: tuple[Tensor, ...] | None = None
+    # The first layer's product with columns that are not among the parts, already made (..., Ve, hidden): the
+    # sampled features times their weight columns, when the weights were applied to the feature map before
+    # sampling (:func:`models.density_field.project_features`). Only the head whose weights made it can read it.
+    hidden_offset: Tensor | None = None
 
     @property
     def width(self) -> int:
+        """Columns the parts cover (the whole input width unless ``hidden_offset`` stands for some)."""
         return sum(part.shape[-1] for part in self.parts)
 
     def part_columns(self) -> tuple[Tensor | slice, ...]:
@@ -59,12 +64,18 @@ class ViewInputs:
     def view(self, index: int) -> ViewInputs:
         """The parts of encoder view ``index`` alone: each (..., d_i). With one view a squeeze (a view whose
         gradient is a view too, where indexing would scatter the gradient into a new zero tensor)."""
-        if all(part.shape[-2] == 1 for part in self.parts) and index in (0, -1):
-            return ViewInputs(tuple(part.squeeze(-2) for part in self.parts), self.columns)
-        return ViewInputs(tuple(part[..., index, :] for part in self.parts), self.columns)
+        tensors = (*self.parts, self.hidden_offset) if self.hidden_offset is not None else self.parts
+        if all(t.shape[-2] == 1 for t in tensors) and index in (0, -1):
+            picked = tuple(t.squeeze(-2) for t in tensors)
+        else:
+            picked = tuple(t[..., index, :] for t in tensors)
+        offset = picked[-1] if self.hidden_offset is not None else None
+        return ViewInputs(picked[: len(self.parts)], self.columns, offset)
 
     def cat(self) -> Tensor:
         """The official vector (..., Ve, D) in one tensor (for heads that need it whole, and for tests)."""
+        if self.hidden_offset is not None:
+            raise ValueError("inputs with a hidden_offset hold a product, not the vector: query without projection")
         shape = torch.broadcast_shapes(*(part.shape[:-1] for part in self.parts))
         out = self.parts[0].new_empty(*shape, self.width)
         for part, columns in zip(self.parts, self.part_columns(), strict=True):
@@ -86,9 +97,9 @@ class PartsLinear(nn.Linear):
     def forward(self, x: Tensor | ViewInputs) -> Tensor:
         if not isinstance(x, ViewInputs):
             return super().forward(x)
-        if x.width != self.in_features:
+        if x.hidden_offset is None and x.width != self.in_features:
             raise ValueError(f"inputs of width {x.width} for a layer of {self.in_features} inputs")
-        out = None
+        out = x.hidden_offset
         for i, (part, columns) in enumerate(zip(x.parts, x.part_columns(), strict=True)):
             term = F.linear(part, self.weight[:, columns], self.bias if i == len(x.parts) - 1 else None)
             out = term if out is None else out + term
@@ -119,6 +130,11 @@ class SingleViewHead(nn.Module):
         super().__init__()
         self.view_index = view_index
         self.mlp = MLP(d_in, d_hidden, 1)
+
+    @property
+    def first_layer(self) -> PartsLinear:
+        """The layer that reads the view inputs."""
+        return self.mlp.hidden
 
     def forward(self, view_inputs: Tensor | ViewInputs, invalid: Tensor) -> Tensor:
         """view_inputs (..., Ve, D), invalid (..., Ve) -> raw density (...).
@@ -156,6 +172,11 @@ class MultiViewFusionHead(nn.Module):
         self.view_mlp = MLP(d_in, d_hidden, 1 + d_feature)
         self.fusion_mlp = MLP(d_feature, d_fusion_hidden, 1)
         self.view_dropout = view_dropout
+
+    @property
+    def first_layer(self) -> PartsLinear:
+        """The layer that reads the view inputs."""
+        return self.view_mlp.hidden
 
     def per_view(self, view_inputs: Tensor | ViewInputs) -> Tensor:
         """(..., Ve, D) -> (..., Ve, 1 + d_feature): ``[..., 0]`` view logit, ``[..., 1:]`` view feature."""

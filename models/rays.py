@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from utils.geometry import camera_rays, ray_grid
+from utils.geometry import Z_EPS, camera_rays, ray_grid, transform_points
 
 DEFAULT_NEAR = 3.0
 DEFAULT_FAR = 80.0
@@ -86,6 +86,29 @@ class RaySamples:
     @property
     def num_rays(self) -> int:
         return self.origins.shape[1]
+
+
+@dataclass
+class RaysInCameras:
+    """Ray origins and directions (B, R, 3) in the frame of each of V cameras: (B, V, R, 3)."""
+
+    origins: Tensor
+    directions: Tensor
+
+    @classmethod
+    def of(cls, world_to_cam: Tensor, samples: RaySamples) -> RaysInCameras:
+        """The rays of ``samples`` in the cameras ``world_to_cam`` (B, V, 4, 4)."""
+        origins = transform_points(world_to_cam, samples.origins.unsqueeze(1))
+        directions = samples.directions.unsqueeze(1) @ world_to_cam[..., :3, :3].transpose(-1, -2)
+        return cls(origins, directions)
+
+    def from_every_camera(self, nearest: Tensor, tolerance: float = 1e-5) -> bool:
+        """Whether every ray starts at the centre of every camera (within ``tolerance`` m) and every sample, the
+        nearest at distance ``nearest`` (B, R), lies in front of it: then all samples of a ray project to the
+        ray's own pixel of each camera, the one its direction projects to."""
+        at_centre = self.origins.abs().amax() <= tolerance
+        in_front = (nearest.unsqueeze(1) * self.directions[..., 2] - tolerance > Z_EPS).all()
+        return bool(at_centre and in_front)
 
 
 def rays_from_pixels(

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.field_output import FieldOutput, query_in_chunks
-from models.rays import ImageRaySampler, RayBundle, RaySamples, distance_to_z
-from utils.geometry import project, transform_points
+from models.rays import ImageRaySampler, RayBundle, RaySamples, RaysInCameras, distance_to_z
+from utils.geometry import Z_EPS, project, transform_points
 
 DensityField = Callable[[RaySamples], FieldOutput]
 
@@ -106,25 +106,42 @@ def composite_weights(sigma: Tensor, distances: Tensor) -> tuple[Tensor, Tensor]
     return alphas * transmittance, alphas
 
 
+def _lookup(views: RenderViews, uv: Tensor) -> Tensor:
+    """Bilinear colours (border padding, align_corners=False) at uv (B, Vr, N, 2) -> (B, N, Vr, 3)."""
+    B, Vr, C, H, W = views.colors.shape
+    N = uv.shape[2]
+    sampled = F.grid_sample(
+        views.colors.reshape(B * Vr, C, H, W), uv.reshape(B * Vr, 1, N, 2), "bilinear", "border", align_corners=False
+    )  # (B Vr, C, 1, N)
+    return sampled.reshape(B, Vr, C, N).permute(0, 3, 1, 2)
+
+
 def sample_colors(points: Tensor, views: RenderViews) -> tuple[Tensor, Tensor]:
     """Colours of world points (B, N, 3) in every render view.
 
     Returns colours (B, N, Vr, 3) (bilinear, border padding, align_corners=False) and
     ``invalid`` (B, N, Vr): the point is behind or outside the view (official rule).
     """
-    B, Vr, C, H, W = views.colors.shape
-    N = points.shape[1]
     points_cam = transform_points(views.world_to_cam, points[:, None])  # (B, Vr, N, 3)
     uv, _, invalid = project(points_cam, views.K_norm[:, :, None])  # (B, Vr, N, 2), (B, Vr, N)
-    sampled = F.grid_sample(
-        views.colors.reshape(B * Vr, C, H, W),
-        uv.reshape(B * Vr, 1, N, 2),
-        mode="bilinear",
-        padding_mode="border",
-        align_corners=False,
-    )  # (B Vr, C, 1, N)
-    colors = sampled.reshape(B, Vr, C, N).permute(0, 3, 1, 2)  # (B, N, Vr, C)
-    return colors, invalid.permute(0, 2, 1)
+    return _lookup(views, uv), invalid.permute(0, 2, 1)
+
+
+def sample_colors_along(samples: RaySamples, views: RenderViews) -> tuple[Tensor, Tensor]:
+    """:func:`sample_colors` of ray samples: colours (B, R, S or 1, Vr, 3) and invalid (B, R, S, Vr).
+
+    Rays cast from the render cameras themselves (rendering a render view, the input image's in the scripts and
+    the protocols) see one pixel of each: its colour is looked up once per ray (size 1 along S, broadcast).
+    """
+    B, R, S = samples.t.shape
+    rays = RaysInCameras.of(views.world_to_cam, samples)
+    if not rays.from_every_camera(samples.t[..., 0]):
+        colors, invalid = sample_colors(samples.points.reshape(B, R * S, 3), views)
+        return colors.reshape(B, R, S, -1, 3), invalid.reshape(B, R, S, -1)
+    uv, dz, _ = project(rays.directions, views.K_norm[:, :, None])  # (B, Vr, R, 2), (B, Vr, R)
+    z = rays.origins[..., 2:3] + samples.t.unsqueeze(1) * dz.unsqueeze(-1)  # (B, Vr, R, S)
+    invalid = (z <= Z_EPS) | (uv.abs() > 1.0).any(dim=-1, keepdim=True)  # (B, Vr, R, S), the official rule
+    return _lookup(views, uv).unsqueeze(2), invalid.permute(0, 2, 3, 1)
 
 
 def render_rays(
@@ -146,20 +163,17 @@ def render_rays(
     dtype, device = rays.origins.dtype, rays.origins.device
     t = sample_distances(B, R, rays.near, rays.far, S, jitter, device, dtype)  # (B, R, S)
     samples = RaySamples.along(rays.origins, rays.directions, t)
-    points = samples.points.reshape(B, R * S, 3)
 
     out = query_in_chunks(field, samples, field_chunk_size)
     sigma = out.sigma.reshape(B, R, S)
     weights, alphas = composite_weights(sigma, t)
     depth = (weights * t).sum(dim=-1)  # (B, R)
 
-    colors, color_invalid = sample_colors(points, render_views)  # (B, RS, Vr, 3), (B, RS, Vr)
-    Vr = colors.shape[2]
-    colors = colors.reshape(B, R, S, Vr, 3)
+    colors, color_invalid = sample_colors_along(samples, render_views)  # (B, R, S or 1, Vr, 3), (B, R, S, Vr)
     rgb = (weights[..., None, None] * colors).sum(dim=2)  # (B, R, Vr, 3)
     # A point no encoder view sees carries no information, so it cannot explain any colour.
-    invalid_everywhere = out.invalid.all(dim=-1, keepdim=True)  # (B, RS, 1)
-    invalid = (color_invalid | invalid_everywhere).reshape(B, R, S, Vr)
+    invalid_everywhere = out.invalid.all(dim=-1, keepdim=True).reshape(B, R, S, 1)
+    invalid = color_invalid | invalid_everywhere  # (B, R, S, Vr)
 
     return RenderOutput(
         depth=depth,

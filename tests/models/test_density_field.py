@@ -65,25 +65,31 @@ def ray_samples(origin: torch.Tensor, seed: int, R: int = 40, S: int = 5) -> Ray
 @pytest.mark.parametrize("views", [1, 2])
 @pytest.mark.parametrize("from_camera", [True, False])
 def test_field_fn_answers_what_query_answers_for_the_sample_points(mvbts, views, from_camera):
-    """Rays from the (only) encoder camera take the per-ray path, the others the per-point path: the same values."""
+    """Rays from the (only) encoder camera take the per-ray path, the others the per-point path: the same values,
+    for every head (the KD loss's call) and for one head through the projected feature maps (the inference call)."""
     scene = mvbts.encode(*scene_inputs(3, views))
     samples = ray_samples(torch.zeros(3) if from_camera else torch.tensor([0.4, -0.2, 0.5]), seed=4)
     per_ray = from_camera and views == 1
-    assert RaysInCameras.of(scene, samples).from_every_camera(samples.t[..., 0]) == per_ray
-    out = mvbts.field_fn(scene, "single_view")(samples)
-    ref = mvbts.query(scene, samples.points.flatten(1, 2), density_head="single_view")
-    assert out.sigma.shape == (1, 200) and out.invalid.shape == (1, 200, views)
-    assert torch.equal(out.invalid, ref.invalid)
+    assert RaysInCameras.of(scene.world_to_cam, samples).from_every_camera(samples.t[..., 0]) == per_ray
+    every_head = mvbts.field_fn(scene, "single_view", all_heads=True)(samples)
+    ref = mvbts.query(scene, samples.points.flatten(1, 2), density_head="single_view", all_heads=True)
+    assert every_head.sigma.shape == (1, 200) and every_head.invalid.shape == (1, 200, views)
+    assert torch.equal(every_head.invalid, ref.invalid)
     for name in ("multi_view", "single_view"):
-        torch.testing.assert_close(out.head_outputs[name], ref.head_outputs[name], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(out.sigma, torch.nn.functional.softplus(out.head_outputs["single_view"]))
+        torch.testing.assert_close(every_head.head_outputs[name], ref.head_outputs[name], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(every_head.sigma, torch.nn.functional.softplus(every_head.head_outputs["single_view"]))
+    with torch.no_grad():
+        projected = mvbts.field_fn(scene, "single_view")(samples)
+    assert set(projected.head_outputs) == {"single_view"}
+    assert torch.equal(projected.invalid, ref.invalid)
+    torch.testing.assert_close(projected.sigma, ref.sigma, rtol=1e-5, atol=1e-5)
 
 
 def test_view_inputs_of_rays_from_the_camera_are_the_official_vector(mvbts):
     """The per-ray parts, put back in their columns, are the per-point head input (103 values per view)."""
     scene = mvbts.encode(*scene_inputs(5, 1))
     samples = ray_samples(torch.zeros(3), seed=6)
-    rays = RaysInCameras.of(scene, samples)
+    rays = RaysInCameras.of(scene.world_to_cam, samples)
     per_ray, invalid = ray_view_inputs(scene, samples, rays, 3.0, 80.0, 6, 1.5)
     per_point, invalid_points = mvbts.view_inputs(scene, samples.points.flatten(1, 2))
     assert per_ray.width == per_point.width == 103

@@ -57,8 +57,11 @@ def mvbts():
             "inputs": inputs.cat(),
             "invalid": invalid,
             "teacher_mlp_out": field.heads[MULTI_VIEW_HEAD].per_view(inputs),
-            "teacher": field.query(scene, points, density_head=MULTI_VIEW_HEAD),
+            "teacher": field.query(scene, points, density_head=MULTI_VIEW_HEAD, all_heads=True),
             "student": field.query(scene, points, density_head=SINGLE_VIEW_HEAD),
+            # Inference path: the heads' first layers applied to the feature maps once (ProjectedFeatures).
+            "teacher_projected": field.query_chunked(scene, points, MULTI_VIEW_HEAD, chunk_size=1000),
+            "student_projected": field.query_chunked(scene, points, SINGLE_VIEW_HEAD, chunk_size=1000),
             "view0only": field.query(field.encode(*encode_inputs(io, slice(0, 1))), points, MULTI_VIEW_HEAD),
         }
     return io, results
@@ -111,8 +114,23 @@ def test_kdbts_student_sigma(mvbts):
     np.testing.assert_allclose(r["student"].sigma.numpy(), io["sigma_student"], rtol=RTOL, atol=ATOL)
     raw = r["student"].head_outputs[SINGLE_VIEW_HEAD].numpy()
     np.testing.assert_allclose(raw, io["sigma_raw_student"], rtol=RTOL, atol=ATOL)
-    # Every head runs on every query, so the teacher call returns the same student output.
+    # With all_heads (the KD loss's call) the teacher query also returns the student's raw output, the same one.
     torch.testing.assert_close(r["teacher"].head_outputs[SINGLE_VIEW_HEAD], r["student"].head_outputs[SINGLE_VIEW_HEAD])
+    assert set(r["student"].head_outputs) == {SINGLE_VIEW_HEAD}
+
+
+@pytest.mark.parametrize(
+    ("name", "head", "key"),
+    [("teacher", MULTI_VIEW_HEAD, "sigma_raw_teacher"), ("student", SINGLE_VIEW_HEAD, "sigma_raw_student")],
+)
+def test_projected_feature_maps_give_the_official_densities(mvbts, name, head, key):
+    """The inference path (first layer applied to the feature maps, then sampled) agrees with the fixture."""
+    io, r = mvbts
+    projected, direct = r[f"{name}_projected"], r[name]
+    assert torch.equal(projected.invalid, direct.invalid)
+    well = ~io["invalid_per_view"].all(axis=-1) if head == MULTI_VIEW_HEAD else np.ones_like(io[key], dtype=bool)
+    np.testing.assert_allclose(projected.head_outputs[head].numpy()[well], io[key][well], rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(projected.sigma, direct.sigma, rtol=1e-4, atol=1e-5)
 
 
 def test_mvbts_teacher_with_view0_only(mvbts):
@@ -140,7 +158,9 @@ def golden_ray_render(field, io: dict, head: str):
     with torch.no_grad():
         scene = field.encode(images, K, c2w)
         samples = RaySamples.along(rays.origins, rays.directions, sample_distances(1, R, 3.0, 80.0, 64))
-        assert RaysInCameras.of(scene, samples).from_every_camera(samples.t[..., 0]) == (images.shape[1] == 1)
+        assert RaysInCameras.of(scene.world_to_cam, samples).from_every_camera(samples.t[..., 0]) == (
+            images.shape[1] == 1
+        )
         return render_rays(rays, field.field_fn(scene, head), views, 64)
 
 
