@@ -9,7 +9,7 @@ from utils.evaluation.run import evaluate
 
 @hydra.main(version_base=None, config_path="configs", config_name=None)
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg, cfg.output_dir or HydraConfig.get().runtime.output_dir)
+    evaluate(cfg, HydraConfig.get().runtime.output_dir)  # output_dir, resolved once (a multirun job: its own)
 
 
 if __name__ == "__main__":

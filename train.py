@@ -3,7 +3,10 @@
 import hydra
 from omegaconf import DictConfig
 
+from utils.config import register_resolvers
 from utils.training.train import train
+
+register_resolvers()  # before Hydra composes: trainer.output_dir uses ${run_dir:...}
 
 
 @hydra.main(version_base=None, config_path="configs", config_name=None)

@@ -42,6 +42,7 @@ from datasets.synthetic.generate import generate
 from scripts.common import configure_logging
 from utils.checkpoints import rolling_checkpoints
 from utils.config import compose_config
+from utils.evaluation.report import json_safe, write_json
 from utils.geometry import invert_rigid, transform_points
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,6 +173,8 @@ def prepare_loader_cache(root: Path, budget: Budget, workers: int, quiet: bool) 
         f"Loader cache at {budget.image_size}: {report.written} images written, {report.skipped} present "
         f"({time.perf_counter() - start:.1f} s)\n"
     )
+    if report.failed:  # training skips these frames (data.on_bad_frame), up to data.max_bad_share of them
+        print(f"{len(report.failed)} image(s) could not be converted:\n  " + "\n  ".join(report.failed) + "\n")
 
 
 # --- stage 2: training -----------------------------------------------------------------------------------------
@@ -298,7 +301,7 @@ def evaluate_stage(run: EvalRun, root: Path, checkpoint: Path | None, out: Path,
     start = time.perf_counter()
     summary = evaluate(compose_config(run.config, overrides), out)
     print(f"[eval] {run.label} ({run.config}): {time.perf_counter() - start:.0f} s")
-    return summary
+    return json_safe(summary)  # as metrics.json holds it (a metric no frame scored: None), so a rerun agrees
 
 
 def evaluate_all(root: Path, models: dict[str, Path], evals: Path, budget: Budget, device: str) -> dict:
@@ -426,7 +429,7 @@ def main(argv=None) -> dict[str, dict] | None:
     table = results_table(results)
     args.media.mkdir(parents=True, exist_ok=True)
     (args.media / "results.md").write_text(table + "\n")
-    (args.media / "results.json").write_text(json.dumps(results, indent=2))
+    write_json(args.media / "results.json", results)
     print("\n" + table)
     print(f"\nruns: {args.runs}   media: {args.media} ({len(media)} files)   total {time.perf_counter() - start:.0f} s")
     return results

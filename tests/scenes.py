@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
+from datasets.calibration import DatasetError
 from datasets.sample import Sample
 
 K_NORM = ((0.7849, 0.0, -0.0312), (0.0, 2.9391, 0.2701), (0.0, 0.0, 1.0))  # KITTI-360's, normalised
@@ -22,18 +23,25 @@ class TinySceneDataset(Dataset):
         num_views: int = 4,
         return_depth: bool = False,
         nan_images: bool = False,
+        bad_indices: tuple[int, ...] | list[int] = (),
     ) -> None:
-        """``nan_images``: every image is NaN (to provoke a non-finite loss)."""
+        """``nan_images``: every image is NaN (to provoke a non-finite loss); ``bad_indices``: samples whose image
+        file is "corrupt" (reading them raises the loaders' :class:`DatasetError`)."""
         self.length = length
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.num_views = num_views
         self.return_depth = return_depth
         self.nan_images = nan_images
+        self.bad_indices = tuple(bad_indices)
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> Sample:
+        if index in self.bad_indices:
+            raise DatasetError(
+                f"Corrupt or unreadable image: tiny/{index:010d}.png\nRe-download or re-extract this file."
+            )
         H, W = self.image_size
         V = self.num_views
         g = torch.Generator().manual_seed(index)

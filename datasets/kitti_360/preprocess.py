@@ -12,6 +12,7 @@ skipped and every file is written atomically, so the command can be interrupted 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from datasets.calibration import require_dir
+from datasets.calibration import DatasetError, require_dir
 from datasets.io import read_rgb, write_rgb
 from datasets.kitti_360.calibration import load_calibration
 from datasets.kitti_360.fisheye import FisheyeModel, fisheye_sampling_grid, resample_fisheye_rgb
@@ -45,6 +46,7 @@ _STATE: dict = {}
 class PreprocessReport:
     written: int
     skipped: int  # outputs that already existed
+    failed: tuple[str, ...] = ()  # one line per input that could not be read or converted (file: reason)
 
 
 def _init_worker(calib_dir: str, image_size: tuple[int, int], rotation: tuple[float, float], model: str) -> None:
@@ -61,8 +63,16 @@ def _init_worker(calib_dir: str, image_size: tuple[int, int], rotation: tuple[fl
     }
 
 
-def _process(task: tuple[str, str, str]) -> None:
-    camera, source, target = task
+def _process(task: tuple[str, str, str]) -> str | None:
+    """Convert one image; a file that cannot be read or has the wrong size gives its error line instead."""
+    try:
+        _convert(*task)
+    except DatasetError as err:
+        return f"{task[1]}: {str(err).splitlines()[0]}"
+    return None
+
+
+def _convert(camera: str, source: str, target: str) -> None:
     image = read_rgb(Path(source), HINT_IMAGES)
     if camera in PERSPECTIVE_CAMERAS:
         ViewReader.check_size(Path(source), image, _STATE["perspective_size"], "perspective.txt (S_rect_00)")
@@ -100,7 +110,10 @@ def preprocess(
     sequences: list[str] | None = None,
     progress: bool = True,
 ) -> PreprocessReport:
-    """Fill the cache for ``sequences`` (default: every folder in ``data_2d_raw``); skip existing files."""
+    """Fill the cache for ``sequences`` (default: every folder in ``data_2d_raw``); skip existing files.
+
+    A bad input (unreadable, corrupt, wrong size) does not stop the others: every one is listed in the report.
+    """
     layout = Kitti360Layout(Path(data_path))
     require_dir(layout.images_root, HINT_IMAGES)
     image_size = (int(image_size[0]), int(image_size[1]))
@@ -110,19 +123,23 @@ def preprocess(
     logger.info("KITTI-360 preprocessing: %d images to write, %d already done", len(tasks), skipped)
     init_args = (str(layout.calibration), image_size, rotation, fisheye_model)
     bar = tqdm(total=len(tasks), desc="KITTI-360 preprocess", unit="img", disable=not progress)
-    if workers <= 1 or len(tasks) < 2:
-        _init_worker(*init_args)
-        for task in tasks:
-            _process(task)
+    failed = []
+    with contextlib.ExitStack() as stack:
+        if workers <= 1 or len(tasks) < 2:
+            _init_worker(*init_args)
+            results = map(_process, tasks)
+        else:
+            # spawn: forked workers can deadlock in OpenMP/torch thread pools of the parent.
+            context = multiprocessing.get_context("spawn")
+            pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=init_args)
+            results = stack.enter_context(pool).map(_process, tasks, chunksize=16)
+        for error in results:
+            if error is not None:
+                failed.append(error)
+                bar.set_postfix(failed=len(failed))
             bar.update()
-    else:
-        # spawn: forked workers can deadlock in OpenMP/torch thread pools of the parent.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=init_args) as pool:
-            for _ in pool.map(_process, tasks, chunksize=16):
-                bar.update()
     bar.close()
-    return PreprocessReport(written=len(tasks), skipped=skipped)
+    return PreprocessReport(written=len(tasks) - len(failed), skipped=skipped, failed=tuple(failed))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -139,6 +156,12 @@ def main(argv: list[str] | None = None) -> None:
         args.data_path, tuple(args.size), tuple(args.fisheye_rotation), args.fisheye_model, args.workers, args.sequences
     )
     logger.info("Done: %d written, %d already present", report.written, report.skipped)
+    if report.failed:
+        listing = "\n  ".join(report.failed)
+        raise SystemExit(
+            f"{len(report.failed)} images could not be preprocessed (re-download or re-extract them, then run this "
+            f"command again; the others are done):\n  {listing}"
+        )
 
 
 if __name__ == "__main__":

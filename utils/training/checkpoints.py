@@ -10,8 +10,10 @@ restores everything (:func:`restore_training_state`); ``init_from`` loads model 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,14 +33,52 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel) else model
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, most often); nothing partial was left behind."""
+
+
 def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to ``path.tmp``, flushed to disk, then renamed over ``path``."""
+    """``torch.save`` to ``path.tmp``, flushed to disk, then renamed over ``path``.
+
+    If writing fails, the partial ``.tmp`` is removed and :class:`CheckpointWriteError` says why: on a full disk,
+    with the directory, the bytes the checkpoint needs and the bytes free.
+    """
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as err:  # torch's zip writer reports a full disk as a RuntimeError after the OSError
+        tmp.unlink(missing_ok=True)
+        raise CheckpointWriteError(_write_failure(path, obj, err)) from err
     os.replace(tmp, path)
+
+
+def _nbytes(obj: Any) -> int:
+    """Bytes of the tensors inside a (nested) checkpoint object."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, Mapping):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(_nbytes(v) for v in obj)
+    return 0
+
+
+def _write_failure(path: Path, obj: Any, err: BaseException) -> str:
+    needed, free = _nbytes(obj), shutil.disk_usage(path.parent).free
+    chain, disk_full = err, False
+    while chain is not None:
+        disk_full |= isinstance(chain, OSError) and chain.errno == errno.ENOSPC
+        chain = chain.__cause__ or chain.__context__
+    if disk_full or free < needed:
+        return (
+            f"no space left to write {path.name} in {path.parent}: the checkpoint needs about {needed / 2**20:.0f} MB "
+            f"and {free / 2**20:.0f} MB are free. Free space there (older runs, their *.pt files) or move the run to "
+            f"another disk, then resume with trainer.resume_from={path.parent}"
+        )
+    return f"could not write the checkpoint {path}: {type(err).__name__}: {err}"
 
 
 def restore_training_state(

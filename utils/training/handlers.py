@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import ProgressBar, TensorboardLogger
+from ignite.handlers import TensorboardLogger
 from ignite.handlers.tensorboard_logger import OptimizerParamsHandler, OutputHandler
 from ignite.metrics import Average
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from datasets.sample import Sample
 from models.bts import BTSModel
 from utils.metrics import DEPTH_METRICS
 from utils.occupancy.grid import PROFILE_RES, level_to_cam, render_profile
-from utils.training.checkpoints import CheckpointWriter
+from utils.training.checkpoints import CheckpointWriteError, CheckpointWriter
 from utils.training.steps import EvalStepOutput, TrainStepOutput
 from utils.visualization import colorize, colorize_depth
 
@@ -181,9 +184,101 @@ def attach_visualization(
     evaluator.add_event_handler(Events.ITERATION_COMPLETED(once=1), log_images)
 
 
-def attach_progress_bar(trainer: Engine) -> None:
-    """tqdm bar with the loss and iterations per second."""
-    ProgressBar(persist=True).attach(trainer, output_transform=lambda out: {"loss": out.loss})
+def attach_progress_bar(trainer: Engine, target: int) -> None:
+    """tqdm bar over the run's target iterations (not the epoch), with the loss and iterations per second."""
+    bars: list[tqdm] = []
+
+    def start(engine: Engine) -> None:
+        bars.append(tqdm(total=target, initial=engine.state.iteration, desc="train", unit="it", dynamic_ncols=True))
+
+    def advance(engine: Engine) -> None:
+        bars[-1].update(1)
+        bars[-1].set_postfix(loss=f"{engine.state.output.loss:.4g}", refresh=False)
+
+    def close(engine: Engine, *args) -> None:
+        if bars:
+            bars.pop().close()
+
+    trainer.add_event_handler(Events.STARTED, start)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, advance)
+    for event in (Events.COMPLETED, Events.TERMINATE, Events.EXCEPTION_RAISED):
+        trainer.add_event_handler(event, close)
+
+
+class StopSignal:
+    """SIGTERM or SIGINT asks the run to stop: the iteration in progress is finished, a checkpoint of it is written
+    and the run ends non-zero (:func:`attach_stop_on_signal`). A second signal stops at once."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> StopSignal:
+        if threading.current_thread() is threading.main_thread():  # signals can only be caught there
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def restore(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is not None:
+            self.restore()
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping at once")
+        self.signum = signum
+        log.warning("%s received: finishing this iteration, then saving a checkpoint", signal.Signals(signum).name)
+
+
+def attach_stop_on_signal(
+    trainer: Engine, writer: CheckpointWriter | None, state_fn: StateFn, stop: StopSignal
+) -> None:
+    """After each iteration: if a stop was asked for (on any process), save a rolling checkpoint and end the run;
+    ``engine.state.stop_signal`` then holds the signal number."""
+
+    def check(engine: Engine) -> None:
+        requested = torch.tensor(float(stop.signum or 0))
+        if idist.get_world_size() > 1:  # every process stops after the same iteration
+            requested = idist.all_reduce(requested.to(idist.device()), op="MAX").cpu()
+        if requested.item() == 0:
+            return
+        engine.state.stop_signal = int(requested.item())
+        if writer is not None:
+            engine.state.stop_checkpoint = writer.save(state_fn(), engine.state.iteration)
+        engine.terminate()
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, check)
+
+
+def attach_checkpoint_on_exception(trainer: Engine, writer: CheckpointWriter | None, state_fn: StateFn) -> None:
+    """On an exception inside the loop (a bad frame, a failing handler, ...): save a checkpoint of the last
+    completed iteration, then let the exception end the run. Attach before every other handler, so that
+    "completed" means the optimizer step of that iteration was made."""
+    completed = {"iteration": 0}
+    trainer.add_event_handler(Events.STARTED, lambda e: completed.__setitem__("iteration", e.state.iteration))
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED, lambda e: completed.__setitem__("iteration", e.state.iteration)
+    )
+
+    def on_exception(engine: Engine, error: BaseException) -> None:
+        if writer is not None and not isinstance(error, CheckpointWriteError | KeyboardInterrupt):
+            state = state_fn()
+            state["trainer"]["iteration"] = completed["iteration"]
+            path = writer.save(state, completed["iteration"])
+            log.error(
+                "training stopped by %s at iteration %d; the last completed one is saved in %s "
+                "(resume: trainer.resume_from=%s)",
+                type(error).__name__,
+                engine.state.iteration,
+                path,
+                path.parent,
+            )
+        raise error
+
+    trainer.add_event_handler(Events.EXCEPTION_RAISED, on_exception)
 
 
 def attach_replica_check(trainer: Engine, model: nn.Module) -> None:

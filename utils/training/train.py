@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from utils.checkpoints import find_resume_checkpoint, init_weights
 from utils.training import handlers
 from utils.training.checkpoints import CheckpointWriter, restore_training_state, training_state, unwrap
 from utils.training.data import setup_data
+from utils.training.run_dir import claim_run_directory, explicit_keys, read_manifest, resume_config
 from utils.training.steps import TrainStep, make_eval_step
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,10 @@ def select_device(name: str) -> torch.device:
     """``auto``: the process's accelerator (cuda:<local rank>) if there is one, else the CPU."""
     if name == "auto":
         return idist.device()
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"trainer.device={name!r} is not a device: use auto, cpu, cuda or cuda:N") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"trainer.device={name} but CUDA is not available; use auto or cpu")
     if idist.get_world_size() > 1 and device.type != idist.device().type:
@@ -52,10 +57,11 @@ def select_device(name: str) -> torch.device:
     return device
 
 
-def setup_model(cfg: DictConfig, device: torch.device) -> nn.Module:
-    """The model from ``cfg.model``, optionally initialised from ``init_from``, on ``device`` (DDP if distributed)."""
+def setup_model(cfg: DictConfig, device: torch.device, resuming: bool = False) -> nn.Module:
+    """The model from ``cfg.model``, initialised from ``init_from`` unless ``resuming`` (the checkpoint then
+    restores every weight), on ``device`` (DDP if distributed)."""
     model = instantiate(cfg.model)
-    if cfg.trainer.init_from is not None:
+    if cfg.trainer.init_from is not None and not resuming:
         path = init_weights(model, cfg.trainer.init_from, new_heads=cfg.trainer.init_new_heads)
         log.info("init_from %s: model weights only, the optimizer and the schedule start fresh", path)
     if cfg.trainer.compile:
@@ -87,6 +93,9 @@ def setup_trainer(
     val_loader,
     device: torch.device,
     output_dir: Path,
+    run_id: str,
+    target: int,
+    stop: handlers.StopSignal,
 ) -> tuple[Engine, Engine, TensorboardLogger | None]:
     """Trainer and evaluator engines with every handler; TensorBoard, checkpoints and the bar on rank 0 only."""
     tcfg = cfg.trainer
@@ -97,10 +106,11 @@ def setup_trainer(
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
 
     def state_fn() -> dict:
-        return training_state(model, optimizer, lr_scheduler, trainer, config_yaml)
+        return {**training_state(model, optimizer, lr_scheduler, trainer, config_yaml), "run_id": run_id}
 
     rank0 = idist.get_rank() == 0
     writer = CheckpointWriter(output_dir, tcfg.n_saved, tcfg.n_saved_best) if rank0 else None
+    handlers.attach_checkpoint_on_exception(trainer, writer, state_fn)  # first: it tracks completed iterations
     handlers.attach_nan_guard(trainer, writer, state_fn)
     handlers.attach_lr_scheduler(trainer, lr_scheduler)
     if writer is not None:
@@ -111,10 +121,18 @@ def setup_trainer(
     if rank0:
         tb = handlers.attach_tensorboard(trainer, evaluator, optimizer, str(output_dir), tcfg.log_every, config_yaml)
         handlers.attach_visualization(evaluator, trainer, tb, unwrap(model), tcfg.visualize_profile)
-        handlers.attach_progress_bar(trainer)
+        handlers.attach_progress_bar(trainer, target)
+    handlers.attach_stop_on_signal(trainer, writer, state_fn, stop)
     if idist.get_world_size() > 1:
         handlers.attach_replica_check(trainer, model)
     return trainer, evaluator, tb
+
+
+def target_iterations(trainer_cfg: DictConfig, train_loader) -> int:
+    """``max_iters`` if set, else ``num_epochs`` epochs of the loader."""
+    if trainer_cfg.max_iters is not None:
+        return trainer_cfg.max_iters
+    return trainer_cfg.num_epochs * len(train_loader)
 
 
 def run_trainer(trainer: Engine, train_loader, num_epochs: int, max_iters: int | None) -> None:
@@ -134,32 +152,61 @@ def run_trainer(trainer: Engine, train_loader, num_epochs: int, max_iters: int |
         trainer.run(train_loader, max_epochs=num_epochs)
 
 
-def training(local_rank: int, cfg: DictConfig, output_dir: str | Path) -> TrainingResult:
-    """The whole run in one process (``local_rank`` is given by ignite's launcher)."""
+def training(
+    local_rank: int, cfg: DictConfig, output_dir: str | Path, explicit: tuple[str, ...] = ()
+) -> TrainingResult:
+    """The whole run in one process (``local_rank`` is given by ignite's launcher).
+
+    ``explicit``: the config keys given on the command line (a resumed run keeps its iteration target unless one
+    of them sets it). A SIGTERM / SIGINT saves the iteration in progress and ends with exit code 128 + signal; an
+    exception inside the loop saves the last completed iteration and propagates.
+    """
     if not logging.getLogger().handlers:  # spawned workers inherit no logging configuration
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    output_dir = Path(output_dir)
+    checkpoint = None
+    if cfg.trainer.resume_from is not None:
+        resume_path, checkpoint = find_resume_checkpoint(cfg.trainer.resume_from)
+        cfg = resume_config(checkpoint["config"], cfg, explicit)
+        if cfg.trainer.init_from is not None:
+            log.info("trainer.resume_from restores every weight: trainer.init_from is not used")
     tcfg = cfg.trainer
-    if tcfg.resume_from is not None and tcfg.init_from is not None:
-        raise ValueError("set either trainer.resume_from (everything) or trainer.init_from (weights only), not both")
     rank = idist.get_rank()
     manual_seed(tcfg.seed + rank)
-    output_dir = Path(output_dir)
     device = select_device(tcfg.device)
+    if tcfg.bf16 and device.type != "cuda":
+        log.warning("trainer.bf16=true applies to CUDA only: this run on %s computes in float32", device)
+    run_id = claim_directory(output_dir, cfg.name, None if checkpoint is None else checkpoint.get("run_id", "legacy"))
     log.info("process %d/%d on %s, output %s", rank, idist.get_world_size(), device, output_dir)
 
-    train_loader, val_loader = setup_data(cfg.data, tcfg)
-    model = setup_model(cfg, device)
+    train_loader, val_loader = setup_data(cfg.data, tcfg, output_dir)
+    model = setup_model(cfg, device, resuming=checkpoint is not None)
     optimizer, lr_scheduler = setup_optimization(tcfg, model)
-    trainer, evaluator, tb = setup_trainer(cfg, model, optimizer, lr_scheduler, val_loader, device, output_dir)
-    if tcfg.resume_from is not None:
-        path, checkpoint = find_resume_checkpoint(tcfg.resume_from)
+    target = target_iterations(tcfg, train_loader)
+    stop = handlers.StopSignal().install()
+    trainer, evaluator, tb = setup_trainer(
+        cfg, model, optimizer, lr_scheduler, val_loader, device, output_dir, run_id, target, stop
+    )
+    if checkpoint is not None:
         restore_training_state(checkpoint, model, optimizer, lr_scheduler, trainer)
-        log.info("resumed from %s at iteration %d", path, trainer.state.iteration)
+        log.info("resumed from %s at iteration %d", resume_path, trainer.state.iteration)
     try:
         run_trainer(trainer, train_loader, tcfg.num_epochs, tcfg.max_iters)
     finally:
+        stop.restore()
         if tb is not None:
             tb.close()
+    signum = getattr(trainer.state, "stop_signal", None)
+    if signum is not None:
+        saved = getattr(trainer.state, "stop_checkpoint", None)
+        log.error(
+            "stopped by %s after iteration %d%s; resume with trainer.resume_from=%s",
+            signal.Signals(signum).name,
+            trainer.state.iteration,
+            f", saved in {saved}" if saved is not None else "",
+            output_dir,
+        )
+        raise SystemExit(128 + signum)
     metrics = {k: float(v) for k, v in evaluator.state.metrics.items()}
     return TrainingResult(
         model=unwrap(model),
@@ -167,6 +214,16 @@ def training(local_rank: int, cfg: DictConfig, output_dir: str | Path) -> Traini
         val_metrics=metrics,
         output_dir=output_dir,
     )
+
+
+def claim_directory(output_dir: Path, name: str, resumed_run_id: str | None) -> str:
+    """Rank 0 claims the output directory (:func:`claim_run_directory`); every process returns the run id."""
+    if idist.get_rank() == 0:
+        run_id = claim_run_directory(output_dir, name, resumed_run_id).run_id
+    if idist.get_world_size() > 1:
+        idist.barrier()
+        run_id = read_manifest(output_dir).run_id
+    return run_id
 
 
 def resolve_backend(trainer_cfg: DictConfig) -> str | None:
@@ -181,19 +238,23 @@ def resolve_backend(trainer_cfg: DictConfig) -> str | None:
 
 
 def resolve_output_dir(trainer_cfg: DictConfig) -> Path:
-    """``trainer.output_dir``, or Hydra's run directory when it is null."""
-    if trainer_cfg.output_dir is not None:
-        return Path(trainer_cfg.output_dir)
-    if not HydraConfig.initialized():
+    """The run directory: Hydra's (``hydra.run.dir`` is ``trainer.output_dir``; a multirun job gets its own
+    subdirectory of it), or ``trainer.output_dir`` outside Hydra."""
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    if trainer_cfg.output_dir is None:
         raise ValueError("trainer.output_dir is null and there is no Hydra run directory; set trainer.output_dir")
-    return Path(HydraConfig.get().runtime.output_dir)
+    return Path(trainer_cfg.output_dir)
 
 
 def train(cfg: DictConfig) -> None:
     """Train in the configured number of processes; see ``configs/trainer/default.yaml``."""
     output_dir = resolve_output_dir(cfg.trainer)
     output_dir.mkdir(parents=True, exist_ok=True)
+    cfg = cfg.copy()
+    OmegaConf.update(cfg, "trainer.output_dir", str(output_dir))  # resolved once (it may hold ${now:...})
+    explicit = tuple(explicit_keys(HydraConfig.get().overrides.task)) if HydraConfig.initialized() else ()
     backend = resolve_backend(cfg.trainer)
     nproc = cfg.trainer.nproc_per_node if backend is not None else None
     with idist.Parallel(backend=backend, nproc_per_node=nproc) as parallel:
-        parallel.run(training, cfg, output_dir)
+        parallel.run(training, cfg, output_dir, explicit)

@@ -82,3 +82,19 @@ def test_parallel_workers(world):
     report = preprocess(world, SIZE, workers=2, sequences=[SEQ_B], progress=False)
     assert report.written == 4 * len(FRAMES[SEQ_B])
     assert len(list((world / "data_2d_raw" / SEQ_B / "image_02" / "data_24x88_0x-15").iterdir())) == 5
+
+
+def test_bad_files_are_all_reported_and_the_others_written(world, capsys):
+    bad = [
+        world / "data_2d_raw" / SEQ_A / "image_00" / "data_rect" / "0000000003.png",
+        world / "data_2d_raw" / SEQ_B / "image_02" / "data_rgb" / "0000000001.png",
+    ]
+    for path in bad:
+        path.write_bytes(b"not a png")
+    report = preprocess(world, SIZE, workers=1, progress=False)
+    assert report.written == IMAGES - 2 and len(report.failed) == 2
+    assert all(any(str(path) in line and "Corrupt or unreadable" in line for line in report.failed) for path in bad)
+    with pytest.raises(SystemExit) as err:  # the command: both files listed, a non-zero exit
+        main(["-d", str(world), "--size", "24", "88", "--workers", "1"])
+    assert "2 images could not be preprocessed" in str(err.value)
+    assert all(str(path) in str(err.value) for path in bad)

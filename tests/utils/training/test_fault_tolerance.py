@@ -25,7 +25,6 @@ def test_a_killed_run_resumes_from_its_newest_complete_checkpoint(tmp_path):
         "trainer.max_iters=1000",
         "trainer.checkpoint_every=1",
         "trainer.validate_every=1000",
-        f"hydra.run.dir={tmp_path / 'hydra'}",
     )
     log_file = open(tmp_path / "train.log", "wb")  # noqa: SIM115 - the child writes to it until it is killed
     proc = subprocess.Popen(
@@ -50,7 +49,7 @@ def test_a_killed_run_resumes_from_its_newest_complete_checkpoint(tmp_path):
     newest = rolling_checkpoints(out)[0]
     done = read_checkpoint(newest)["trainer"]["iteration"]
     cfg = tiny_config(tmp_path / "resumed", f"trainer.resume_from={out}", f"trainer.max_iters={done + 1}")
-    result = training(0, cfg, tmp_path / "resumed")
+    result = training(0, cfg, tmp_path / "resumed", explicit=("trainer.max_iters",))
     assert result.iteration == done + 1
     final = read_checkpoint(tmp_path / "resumed" / f"training_checkpoint_{done + 1}.pt")
     assert max(float(s["step"]) for s in final["optimizer"]["state"].values()) == done + 1

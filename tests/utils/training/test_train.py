@@ -14,6 +14,7 @@ from models.checkpoint import CheckpointError
 from tests.builders import tiny_config
 from utils.checkpoints import read_checkpoint, rolling_checkpoints
 from utils.config import compose_config
+from utils.training.handlers import StopSignal
 from utils.training.train import setup_model, setup_optimization, train, training
 
 
@@ -77,7 +78,8 @@ def test_resume_restores_everything_and_continues(finished_run, tmp_path):
     device = torch.device("cpu")
     model = setup_model(cfg, device)
     optimizer, scheduler = setup_optimization(cfg.trainer, model)
-    trainer, _, tb = setup_trainer(cfg, model, optimizer, scheduler, [], device, tmp_path / "unused")
+    stop = StopSignal()
+    trainer, _, tb = setup_trainer(cfg, model, optimizer, scheduler, [], device, tmp_path / "unused", "x", 4, stop)
     tb.close()
     restore_training_state(ckpt, model, optimizer, scheduler, trainer)
     assert _same_tensors(model.state_dict(), ckpt["model"])
@@ -85,7 +87,7 @@ def test_resume_restores_everything_and_continues(finished_run, tmp_path):
     assert _same_tensors(optimizer.state_dict()["state"][0], ckpt["optimizer"]["state"][0])
 
     # And a resumed run takes only the missing iterations: Adam's step count continues from 2 to 4.
-    result = training(0, cfg, tmp_path / "resumed")
+    result = training(0, cfg, tmp_path / "resumed", explicit=("trainer.max_iters",))
     assert result.iteration == 4
     final = read_checkpoint(tmp_path / "resumed" / "training_checkpoint_4.pt")
     assert _adam_steps(final) == 4 and final["lr_scheduler"]["last_epoch"] == 4
@@ -94,7 +96,7 @@ def test_resume_restores_everything_and_continues(finished_run, tmp_path):
 
 def test_resume_from_a_run_directory_uses_its_newest_checkpoint(finished_run, tmp_path):
     cfg = tiny_config(tmp_path / "more", f"trainer.resume_from={finished_run}", "trainer.max_iters=5")
-    result = training(0, cfg, tmp_path / "more")
+    result = training(0, cfg, tmp_path / "more", explicit=("trainer.max_iters",))  # a new target, given explicitly
     assert result.iteration == 5
     assert _adam_steps(read_checkpoint(tmp_path / "more" / "training_checkpoint_5.pt")) == 5
 
@@ -149,11 +151,14 @@ def test_a_different_architecture_is_an_error(finished_run, tmp_path):
         setup_model(cfg, torch.device("cpu"))
 
 
-def test_resume_and_init_together_are_refused(finished_run, tmp_path):
+def test_resume_wins_over_init_from(finished_run, tmp_path, caplog):
+    """A KD config carries init_from; resuming such a run must not need init_from=null."""
     ckpt = finished_run / "training_checkpoint_2.pt"
     cfg = tiny_config(tmp_path / "both", f"trainer.resume_from={ckpt}", f"trainer.init_from={ckpt}")
-    with pytest.raises(ValueError, match="not both"):
-        training(0, cfg, tmp_path / "both")
+    with caplog.at_level(logging.INFO):
+        result = training(0, cfg, tmp_path / "both")
+    assert "trainer.init_from is not used" in caplog.text
+    assert result.iteration == 4 and _adam_steps(read_checkpoint(tmp_path / "both" / "training_checkpoint_4.pt")) == 4
 
 
 def test_nan_loss_saves_a_checkpoint_and_stops(tmp_path, caplog):
@@ -171,13 +176,19 @@ def test_nan_loss_saves_a_checkpoint_and_stops(tmp_path, caplog):
     assert not rolling_checkpoints(tmp_path / "nan")  # a NaN state never enters the rolling set
 
 
-def test_output_dir_defaults_to_hydras_run_dir():
-    cfg = compose_config("train_kitti_360_bts")
-    assert cfg.trainer.output_dir is None
-    from utils.training.train import resolve_output_dir
+def test_every_run_has_its_own_directory_and_hydra_writes_there():
+    cfg = compose_config("train_kitti_360_bts", return_hydra_config=True)
+    assert str(cfg.trainer.output_dir).startswith("outputs/bts_kitti_360/")  # name and start time
+    assert cfg.hydra.run.dir == cfg.hydra.sweep.dir == cfg.trainer.output_dir
+    assert OmegaConf.to_container(cfg.hydra.sweep)["subdir"] == "job${hydra.job.num}"
 
-    with pytest.raises(ValueError, match="Hydra run directory"):
-        resolve_output_dir(cfg.trainer)
+
+@pytest.mark.parametrize("resume_from", ["runs/a", "runs/a/training_checkpoint_20.pt"])
+def test_a_resumed_run_goes_on_in_its_own_directory(resume_from):
+    cfg = compose_config("train_kitti_360_bts", [f"trainer.resume_from={resume_from}"], return_hydra_config=True)
+    assert cfg.trainer.output_dir == cfg.hydra.run.dir == "runs/a"
+    moved = compose_config("train_kitti_360_bts", [f"trainer.resume_from={resume_from}", "trainer.output_dir=b"])
+    assert moved.trainer.output_dir == "b"  # a multirun job gets its own subdirectory
 
 
 def test_compile_option_compiles_only_the_encoder_in_place(tmp_path, monkeypatch):
