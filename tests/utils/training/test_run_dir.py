@@ -285,3 +285,12 @@ def test_metrics_json_is_strict_json(tmp_path):
         "summary": {"a": None, "b": [1.0, None]},
         "c": "x",
     }
+
+
+def test_the_progress_bar_counts_the_run_target_not_the_epoch(tmp_path, capsys):
+    """4 iterations of a run whose epoch is longer: the bar reads 4/4 (it read [4/epoch length] before)."""
+    out = tmp_path / "bar"
+    training(0, tiny_config(out, "trainer.max_iters=4"), out)
+    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    finals = [line for line in bar if line.startswith("train:")]
+    assert finals and " 4/4 " in finals[-1]
