@@ -49,8 +49,11 @@ class PreprocessReport:
     failed: tuple[str, ...] = ()  # one line per input that could not be read or converted (file: reason)
 
 
-def _init_worker(calib_dir: str, image_size: tuple[int, int], rotation: tuple[float, float], model: str) -> None:
-    torch.set_num_threads(1)
+def _init_worker(
+    calib_dir: str, image_size: tuple[int, int], rotation: tuple[float, float], model: str, one_thread: bool = True
+) -> None:
+    if one_thread:  # pool workers: one thread each (the caller's process keeps its own setting)
+        torch.set_num_threads(1)
     calibration = load_calibration(Path(calib_dir), rotation)
     _STATE["image_size"] = image_size
     _STATE["perspective_size"] = calibration.perspective_size
@@ -126,7 +129,7 @@ def preprocess(
     failed = []
     with contextlib.ExitStack() as stack:
         if workers <= 1 or len(tasks) < 2:
-            _init_worker(*init_args)
+            _init_worker(*init_args, one_thread=False)
             results = map(_process, tasks)
         else:
             # spawn: forked workers can deadlock in OpenMP/torch thread pools of the parent.

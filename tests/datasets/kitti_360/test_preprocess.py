@@ -22,7 +22,10 @@ def test_cache_folder_names_match_the_official_ones():
 
 
 def test_preprocess_writes_the_folders_and_a_second_run_skips(world):
+    threads = torch.get_num_threads()
     report = preprocess(world, SIZE, workers=1, progress=False)
+    # in-process conversion leaves the caller's thread count alone (a training started after it keeps its cores)
+    assert torch.get_num_threads() == threads
     assert (report.written, report.skipped) == (IMAGES, 0)
     for sequence, frames in FRAMES.items():
         for camera, folder in [("00", "data_24x88"), ("01", "data_24x88"), ("02", "data_24x88_0x-15")]:
