@@ -110,13 +110,14 @@ class MLP(nn.Module):
     """Linear -> ReLU -> Linear (official ``ResnetFC`` with zero residual blocks); the first layer takes
     :class:`ViewInputs` parts."""
 
-    def __init__(self, d_in: int, d_hidden: int, d_out: int) -> None:
+    def __init__(self, d_in: int, d_hidden: int, d_out: int, out_bias: float = 0.0) -> None:
         super().__init__()
         self.hidden = PartsLinear(d_in, d_hidden)
         self.output = nn.Linear(d_hidden, d_out)
         for layer in (self.hidden, self.output):
             nn.init.kaiming_normal_(layer.weight, a=0.0, mode="fan_in")
             nn.init.zeros_(layer.bias)
+        nn.init.constant_(self.output.bias, out_bias)
 
     def forward(self, x: Tensor | ViewInputs) -> Tensor:
         """(..., d_in) -> (..., d_out)."""
@@ -126,10 +127,10 @@ class MLP(nn.Module):
 class SingleViewHead(nn.Module):
     """Density from the features of one encoder view (BTS MLP / KDBTS student)."""
 
-    def __init__(self, d_in: int = 103, d_hidden: int = 64, view_index: int = 0) -> None:
+    def __init__(self, d_in: int = 103, d_hidden: int = 64, view_index: int = 0, out_bias: float = 0.0) -> None:
         super().__init__()
         self.view_index = view_index
-        self.mlp = MLP(d_in, d_hidden, 1)
+        self.mlp = MLP(d_in, d_hidden, 1, out_bias)
 
     @property
     def first_layer(self) -> PartsLinear:

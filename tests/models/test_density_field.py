@@ -153,3 +153,15 @@ def test_view_dropout_only_in_training_and_never_view0():
     assert not dropped[..., 0].any()
     assert 0.4 < dropped[..., 1:].float().mean().item() < 0.6
     assert not head.eval().drop_views(invalid).any()
+
+
+def test_the_head_output_bias_shifts_the_raw_density_by_exactly_its_value():
+    from models.heads import SingleViewHead
+
+    x, invalid = torch.randn(5, 7, 1, 103), torch.zeros(5, 7, 1, dtype=torch.bool)
+    torch.manual_seed(3)
+    official = SingleViewHead(out_bias=0.0)
+    torch.manual_seed(3)
+    shifted = SingleViewHead(out_bias=2.0)
+    assert torch.equal(official.mlp.output.bias, torch.zeros(1))  # the official initialisation
+    torch.testing.assert_close(shifted(x, invalid) - official(x, invalid), torch.full((5, 7), 2.0))
