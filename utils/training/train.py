@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -247,13 +248,19 @@ def resolve_output_dir(trainer_cfg: DictConfig) -> Path:
     return Path(trainer_cfg.output_dir)
 
 
-def train(cfg: DictConfig) -> None:
-    """Train in the configured number of processes; see ``configs/trainer/default.yaml``."""
+def train(cfg: DictConfig, overrides: Collection[str] | None = None) -> None:
+    """Train in the configured number of processes; see ``configs/trainer/default.yaml``.
+
+    ``overrides``: the ``key=value`` overrides ``cfg`` was composed with, when it was composed from code (under
+    Hydra they are read from the command line); a resumed run takes a new iteration target only from them.
+    """
     output_dir = resolve_output_dir(cfg.trainer)
     output_dir.mkdir(parents=True, exist_ok=True)
     cfg = cfg.copy()
     OmegaConf.update(cfg, "trainer.output_dir", str(output_dir))  # resolved once (it may hold ${now:...})
-    explicit = tuple(explicit_keys(HydraConfig.get().overrides.task)) if HydraConfig.initialized() else ()
+    if overrides is None:
+        overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else ()
+    explicit = tuple(explicit_keys(overrides))
     backend = resolve_backend(cfg.trainer)
     nproc = cfg.trainer.nproc_per_node if backend is not None else None
     with idist.Parallel(backend=backend, nproc_per_node=nproc) as parallel:

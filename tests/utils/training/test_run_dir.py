@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,11 +20,11 @@ import torch
 from datasets.calibration import DatasetError
 from tests.builders import tiny_config, tiny_overrides
 from utils.checkpoints import read_checkpoint, rolling_checkpoints
-from utils.config import CONFIG_DIR
+from utils.config import CONFIG_DIR, compose_config
 from utils.training import checkpoints as writing
 from utils.training.data import BAD_FRAMES
 from utils.training.run_dir import MANIFEST, ResumeConfigError, RunDirectoryError, read_manifest
-from utils.training.train import select_device, training
+from utils.training.train import select_device, train, training
 
 REPO = CONFIG_DIR.parent
 STARTUP_TIMEOUT_S = 240
@@ -147,6 +148,17 @@ def test_resume_with_a_safe_key_warns_and_keeps_the_stored_target(first_run, tmp
     assert result.iteration == 2  # the stored target (2) stands: nothing left to do
     assert "trainer.log_every changed: 1 -> 3" in caplog.text
     assert "keeping the run's trainer.max_iters=2" in caplog.text
+
+
+def test_a_resume_composed_in_code_takes_the_target_of_its_overrides(first_run, tmp_path):
+    """``train(cfg, overrides)`` (the demo and the study call it so): a new ``trainer.max_iters`` among the
+    overrides extends the run, as it would on the command line."""
+    run = tmp_path / "extended"
+    shutil.copytree(first_run, run)
+    overrides = tiny_overrides(run, f"trainer.resume_from={run}", "trainer.max_iters=3")
+    train(compose_config("train_synthetic_bts", overrides), overrides)
+    assert sorted(p.name for p in rolling_checkpoints(run))[-1:] == ["training_checkpoint_3.pt"]
+    assert read_checkpoint(run / "training_checkpoint_3.pt")["trainer"]["iteration"] == 3
 
 
 # --- signals and exceptions save the last completed iteration ------------------------------------------------
