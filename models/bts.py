@@ -30,6 +30,7 @@ from models.density_field import DensityField, EncodedScene
 from models.encoder import draw_flip
 from models.frame_roles import EncodingStyle, FrameRoles, FrameSampleMode, choose_encoder_ids, choose_frame_roles
 from models.rays import ImageRaySampler, Patches, PatchRaySampler, RayBundle
+from models.rendering import DensityField as DensityFieldFn
 from models.rendering import ImageRender, RenderOutput, RenderViews, draw_jitter, render_image, render_rays
 from utils.geometry import invert_pose
 
@@ -176,7 +177,20 @@ class BTSModel(nn.Module):
             _select(batch.images, enc), _select(batch.K_norm, enc), _select(cam_to_world, enc), choices.flip
         )
 
+        field = self.field.field_fn(scene, self.density_head, all_heads=True)  # the KD loss reads every head
+        return self.render_patches(batch, choices, field, cam_to_world)
+
+    def render_patches(
+        self, batch: Sample, choices: StepChoices, field: DensityFieldFn, cam_to_world: Tensor | None = None
+    ) -> BTSOutput:
+        """Render the patch rays of ``choices`` with the density ``field`` (the model's, or any other: e.g. a
+        world's exact occupancy, to see what the loss makes of it), colours from the render views.
+
+        ``cam_to_world``: the batch's poses in the frame of view 0 (computed when not given)."""
+        roles = choices.roles
         with _geometry_precision(batch.images.device):
+            if cam_to_world is None:
+                cam_to_world = relative_to_first_view(batch.cam_to_world.float())
             colors = batch.images.float() * 0.5 + 0.5  # (B, V, 3, H, W) in [0, 1]
             rays, target = self.ray_sampler(colors, batch.K_norm, cam_to_world, choices.patches)
             render_views = RenderViews(
@@ -186,7 +200,7 @@ class BTSModel(nn.Module):
             )
             render = render_rays(
                 rays,
-                self.field.field_fn(scene, self.density_head, all_heads=True),  # the KD loss reads every head
+                field,
                 render_views,
                 samples_per_ray=self.samples_per_ray,
                 jitter=choices.jitter,
