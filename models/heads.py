@@ -159,7 +159,8 @@ def drop_views(invalid: Tensor, rate: float) -> Tensor:
 
 
 class MultiViewFusionHead(nn.Module):
-    """Confidence-weighted fusion over encoder views (official ``MultiViewHead3``)."""
+    """Confidence-weighted fusion over encoder views (official ``MultiViewHead3``). ``out_bias``: the initial
+    bias of the raw density (officially 0), as for :class:`SingleViewHead`."""
 
     def __init__(
         self,
@@ -168,10 +169,11 @@ class MultiViewFusionHead(nn.Module):
         d_feature: int = 16,
         d_fusion_hidden: int = 16,
         view_dropout: float = 0.0,
+        out_bias: float = 0.0,
     ) -> None:
         super().__init__()
         self.view_mlp = MLP(d_in, d_hidden, 1 + d_feature)
-        self.fusion_mlp = MLP(d_feature, d_fusion_hidden, 1)
+        self.fusion_mlp = MLP(d_feature, d_fusion_hidden, 1, out_bias)
         self.view_dropout = view_dropout
 
     @property

@@ -165,3 +165,16 @@ def test_the_head_output_bias_shifts_the_raw_density_by_exactly_its_value():
     shifted = SingleViewHead(out_bias=2.0)
     assert torch.equal(official.mlp.output.bias, torch.zeros(1))  # the official initialisation
     torch.testing.assert_close(shifted(x, invalid) - official(x, invalid), torch.full((5, 7), 2.0))
+
+
+def test_the_fusion_head_output_bias_shifts_the_teacher_density_by_exactly_its_value():
+    from models.heads import MultiViewFusionHead
+
+    x, invalid = torch.randn(5, 7, 3, 103), torch.zeros(5, 7, 3, dtype=torch.bool)
+    invalid[..., 2] = True
+    torch.manual_seed(3)
+    official = MultiViewFusionHead()
+    torch.manual_seed(3)
+    shifted = MultiViewFusionHead(out_bias=-2.0)
+    assert torch.equal(official.fusion_mlp.output.bias, torch.zeros(1))
+    torch.testing.assert_close(shifted(x, invalid) - official(x, invalid), torch.full((5, 7), -2.0))
