@@ -3,7 +3,10 @@
 Colour = base colour of the primitive x (1 + multi-scale pattern) x Lambert shading from a fixed
 sun. The pattern is a sum of plane waves with wavelengths 0.25-2.5 m (higher frequencies have
 smaller amplitudes, so distant surfaces alias little at 640 px width); each primitive shifts the
-phases so neighbouring objects do not share texture. There are no view-dependent terms, so the
+phases so neighbouring objects do not share texture. Six waves of random direction per scale
+give isotropic blotches: with two (generator 1.0) most surfaces showed parallel stripes, along
+which a photometric match is ambiguous, and training on that world did not beat the "empty"
+baseline in the demo's budget (README, "Training study"). There are no view-dependent terms, so the
 same surface point has the same colour in every frame, which is what photometric losses assume.
 """
 
@@ -18,8 +21,8 @@ from torch import Tensor
 from datasets.synthetic.layout import FACADE, GROUND
 
 _WAVELENGTHS = (2.5, 1.4, 0.8, 0.45, 0.25)
-_AMPLITUDES = (0.32, 0.24, 0.18, 0.13, 0.09)
-_WAVES_PER_SCALE = 2
+_AMPLITUDES = (0.32, 0.24, 0.18, 0.13, 0.09)  # of a two-wave scale; more waves share the same power
+_WAVES_PER_SCALE = 6
 
 
 def _wave_table() -> tuple[Tensor, Tensor]:
@@ -31,7 +34,7 @@ def _wave_table() -> tuple[Tensor, Tensor]:
             direction = rng.normal(size=3)
             direction /= np.linalg.norm(direction)
             vectors.append(direction * 2 * math.pi / wavelength)
-            amplitudes.append(amplitude)
+            amplitudes.append(amplitude * math.sqrt(2 / _WAVES_PER_SCALE))
     return torch.tensor(np.array(vectors), dtype=torch.float32), torch.tensor(amplitudes, dtype=torch.float32)
 
 

@@ -22,7 +22,7 @@ from datasets.mei import MeiCamera
 from datasets.synthetic import layout as L
 from datasets.synthetic.primitives import INF, INSIDE, INTERSECT, NORMAL, Kind, intersect_ground
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"  # 1.1: isotropic texture (six waves per scale)
 CAST_CHUNK = 4096
 
 
