@@ -1,0 +1,608 @@
+"""Controlled training runs on the synthetic world: what turns BTS's densities into occupancy.
+
+    python -m scripts.study --variants baseline samples_64 lr_3e-4 --seeds 0 1   # one change per run
+    python -m scripts.study --overfit                                           # the overfitting check
+    python -m scripts.study --observability                                     # what the training views see
+
+Every run trains BTS (``train_synthetic_bts``) at the demo's budget (:data:`scripts.demo.BUDGETS`) with one change
+(a :class:`Variant`), same seed, into ``<runs>/<variant>/seed<k>``, validating and keeping a checkpoint every
+``--eval-every`` iterations. Each checkpoint is scored with the exact occupancy benchmark (the world's true
+occupancy and visibility, threshold 0.5, the official grid semantics) on the **validation** split: the test split
+is never used to choose a recipe. Everything resumes: finished runs and scored checkpoints are read back.
+
+Outputs in ``--media``: ``study.json`` (every curve), ``study.md`` (the table at the last iteration, mean over
+seeds) and one PNG of learning curves per group of variants (loss, validation abs_rel, exact O_acc / IE_acc /
+AUROC against the "empty" and "depth" baselines).
+
+``--overfit`` trains on a handful of training frames (``--overfit-frames``) and scores those same frames: the
+pipeline's ability to fit geometry at all, without generalisation. ``--observability`` measures, on the
+validation frames, how much of the occluded part of the evaluation grid any of a sample's training views sees
+(free space crossed by a ray, or an occupied point right behind a surface a view sees): what the photometric loss
+can constrain at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scripts.common import configure_logging
+from scripts.curves import read_scalars, smooth
+from scripts.demo import (
+    BUDGETS,
+    Budget,
+    EvalRun,
+    budget_overrides,
+    evaluate_stage,
+    make_world,
+    prepare_loader_cache,
+    train_stage,
+)
+from utils.evaluation.report import write_json
+
+TRAIN_CONFIG = "train_synthetic_bts"
+EXACT = "analytic"
+# Every variant starts from the official optimisation at the demo's size (what the study set out from); the
+# synthetic configs' own lr 3e-4 and 2048 rays are the "recipe" variant.
+BASELINE = ("trainer.optimizer.lr=1e-4", "model.ray_batch_size=512")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One change to the baseline recipe."""
+
+    name: str
+    group: str  # variants of a group share a plot with the baseline
+    what: str
+    overrides: tuple[str, ...] = ()
+    image_size: tuple[int, int] | None = None  # a different training size needs its own loader cache
+    samples: int | None = None  # samples per ray in training, when it differs (also used for evaluation)
+
+
+VARIANTS = {
+    v.name: v
+    for v in (
+        Variant("baseline", "baseline", "official recipe at the demo's size (2 L_ph + 1e-3 L_eas, lr 1e-4, bias 0)"),
+        Variant(
+            "recipe",
+            "recipe",
+            "what the study chose (configs/experiment/synthetic.yaml): lr 3e-4 and 2048 rays",
+            ("trainer.optimizer.lr=3e-4", "model.ray_batch_size=2048"),
+        ),
+        Variant(
+            "objective_v1",
+            "objective",
+            "photometric term counted once (the objective before the fix)",
+            ("loss.lambda_photometric=1.0",),
+        ),
+        Variant(
+            "samples_64",
+            "sampling",
+            "64 samples per ray (official) instead of 32",
+            ("model.samples_per_ray=64",),
+            samples=64,
+        ),
+        Variant("rays_2048", "batch", "2048 rays per image instead of 512", ("model.ray_batch_size=2048",)),
+        Variant("batch_4", "batch", "batch 4 instead of 2", ("trainer.batch_size=4",)),
+        Variant("lr_3e-4", "optimisation", "learning rate 3e-4 instead of 1e-4", ("trainer.optimizer.lr=3e-4",)),
+        Variant("lr_1e-3", "optimisation", "learning rate 1e-3", ("trainer.optimizer.lr=1e-3",)),
+        Variant(
+            "bias_+2",
+            "head",
+            "density head output bias +2 at init (sigma 2.13 everywhere at the start)",
+            ("model.field.heads.single_view.out_bias=2.0",),
+        ),
+        Variant(
+            "bias_-2",
+            "head",
+            "density head output bias -2 at init (sigma 0.13 everywhere at the start)",
+            ("model.field.heads.single_view.out_bias=-2.0",),
+        ),
+        Variant(
+            "image_128x384",
+            "image",
+            "128 x 384 images instead of 64 x 192",
+            ("data.image_size=[128,384]",),
+            image_size=(128, 384),
+        ),
+        Variant("self_pretrained", "init", "encoder initialised from a longer BTS run (a stand-in for ImageNet)"),
+    )
+}
+
+
+# --- runs ---------------------------------------------------------------------------------------------------------
+
+
+def run_dir(runs: Path, variant: Variant, seed: int) -> Path:
+    return runs / variant.name / f"seed{seed}"
+
+
+def train_variant(
+    root: Path,
+    runs: Path,
+    budget: Budget,
+    variant: Variant,
+    seed: int,
+    iters: int,
+    every: int,
+    device: str,
+    extra: tuple[str, ...] = (),
+) -> Path:
+    logging_ = [f"trainer.log_every={max(1, min(10, every // 10))}"]  # enough loss points for a curve
+    overrides = [*budget_overrides(root, budget), *logging_, *BASELINE, *variant.overrides, *extra]
+    overrides.append(f"trainer.seed={seed}")
+    return train_stage(
+        f"{variant.name} seed {seed}",
+        TRAIN_CONFIG,
+        overrides,
+        run_dir(runs, variant, seed),
+        iters,
+        device,
+        validate_every=every,
+        keep_checkpoints=True,
+    )
+
+
+def trunk_init(root: Path, budget: Budget, pretrained: Path, seed: int, out: Path) -> Path:
+    """An initial checkpoint whose ResNet trunk comes from the run ``pretrained`` and whose decoder and density
+    head are freshly initialised (``seed``): the features are pretrained, nothing scene-specific is."""
+    from hydra.utils import instantiate
+
+    from utils.checkpoints import find_resume_checkpoint, read_checkpoint
+    from utils.config import compose_config
+    from utils.training.checkpoints import atomic_save
+
+    path = out.parent / f"trunk_init_seed{seed}.pt"
+    if path.is_file():
+        return path
+    source = find_resume_checkpoint(pretrained)[1] if pretrained.is_dir() else read_checkpoint(pretrained, ("model",))
+    torch.manual_seed(seed)
+    model = instantiate(compose_config(TRAIN_CONFIG, budget_overrides(root, budget)).model)
+    state = model.state_dict()
+    trunk = [key for key in state if key.startswith("field.encoder.backbone.")]
+    state.update({key: source["model"][key] for key in trunk})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save({"model": state}, path)
+    print(f"[self_pretrained] {len(trunk)} trunk tensors from {pretrained}, the rest fresh -> {path}")
+    return path
+
+
+def score_checkpoints(
+    root: Path, out: Path, runs: Path, budget: Budget, split_file: Path, device: str, samples: int | None
+) -> dict[int, dict]:
+    """Exact occupancy of every kept checkpoint of the run ``out`` on the frames of ``split_file``."""
+    scores = {}
+    for checkpoint in sorted(out.glob("training_checkpoint_*.pt"), key=lambda p: int(p.stem.rsplit("_", 1)[1])):
+        iteration = int(checkpoint.stem.rsplit("_", 1)[1])
+        overrides = (
+            f"eval.dataset.split_path={split_file}",
+            "eval.volume_y_res=0",
+            "eval.max_frames=null",
+            "eval.save_worst=0",
+            "eval.baselines=[empty,depth]",
+            *([f"model.samples_per_ray={samples}"] if samples else []),
+        )
+        run = EvalRun(f"{out.parent.name}/{out.name}@{iteration}", "bts", "eval_synthetic_occ", overrides)
+        target = runs / "eval" / out.parent.name / out.name / f"it{iteration}"
+        scores[iteration] = evaluate_stage(run, root, checkpoint, target, budget, device)
+    return scores
+
+
+def run_record(out: Path, scores: dict[int, dict]) -> dict:
+    """What the table and the plots read of one run."""
+    scalars = read_scalars(out)
+    return {
+        "loss": scalars.get("train/loss", []),
+        "val_abs_rel": scalars.get("val/abs_rel", []),
+        "scores": {str(k): v for k, v in scores.items()},
+    }
+
+
+# --- the overfitting check and the observability measurement -------------------------------------------------------
+
+
+def overfit_split(root: Path, runs: Path, frames: int, stride: int = 0) -> Path:
+    """A split file of ``frames`` left-camera training frames: with ``stride`` > 0 a stretch of the first training
+    sequence, every ``stride``-th frame from its middle on (the official ``seg_overfitting`` is such a stretch);
+    with 0 spread over the whole training split."""
+    lines = [
+        line for line in (root / "KITTI-360/splits/train_files.txt").read_text().splitlines() if line.endswith(" l")
+    ]
+    if stride > 0:
+        first = [line for line in lines if line.split()[0] == lines[0].split()[0]]
+        chosen = first[len(first) // 2 :: stride][:frames]
+    else:
+        chosen = lines[:: max(1, len(lines) // frames)][:frames]
+    if len(chosen) < frames:
+        raise SystemExit(f"only {len(chosen)} training frames for an overfitting set of {frames}")
+    path = runs / f"overfit_{frames}x{stride}_files.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(chosen) + "\n")
+    return path
+
+
+OVERFIT = Variant(
+    "overfit",
+    "overfit",
+    "a handful of training frames, scored on themselves (the recipe, no augmentation)",
+    (*VARIANTS["recipe"].overrides, "data.train.color_aug=false", "model.flip_p=0.0"),
+)
+
+
+def observability(root: Path, split_file: Path, max_frames: int | None = None) -> dict[str, float]:
+    """Shares of the evaluation grid's occluded points (exact, from view 0) that the sample's training views see.
+
+    A free point is *seen* when some view (in its image and with a clear line of sight) looks through it; an
+    occupied one when it lies within 0.3 m behind a surface some view sees. What no view sees is not constrained
+    by the photometric loss at all: its density is whatever the network extrapolates.
+    """
+    from hydra.utils import instantiate
+
+    from datasets.synthetic.root import SyntheticRoot
+    from utils.config import compose_config
+    from utils.geometry import invert_rigid, transform_points
+    from utils.occupancy.grid import QueryGrid, transform
+
+    data = [f"data.data_path={root / 'KITTI-360'}"]
+    grid: QueryGrid = instantiate(compose_config("eval_synthetic_occ", data).eval.grid)
+    # The frames with every view a training sample has (stereo, next frame, fisheyes), as training loads them.
+    dataset = instantiate(compose_config(TRAIN_CONFIG, data).data.train, split_path=str(split_file), color_aug=False)
+    world = SyntheticRoot.load(root)
+    level_points = grid.points().to(torch.float64)
+    counts = {k: 0 for k in ("occupied_seen", "occupied_unseen", "free_seen", "free_unseen", "visible")}
+    frames = range(len(dataset)) if max_frames is None else range(min(max_frames, len(dataset)))
+    behind = 0.3
+    for index in frames:
+        sample = dataset[index]
+        cam0 = dataset.cam_to_world(sample.sequence, sample.frame_id, "00").to(torch.float64)
+        points = transform(cam0 @ grid.level_to_cam(), level_points)  # world (N, 3)
+        occupied = world.occupied(points)
+        occluded = ~world.visible(points, cam0[:3, 3])
+        seen_free = torch.zeros_like(occupied)
+        seen_surface = torch.zeros_like(occupied)
+        for view in range(sample.num_views):
+            c2w = sample.cam_to_world[view].to(torch.float64)
+            centre = c2w[:3, 3]
+            in_image = _in_image(transform_points(invert_rigid(c2w), points), sample.K_norm[view].to(torch.float64))
+            towards = centre - points
+            step_back = points + behind * towards / towards.norm(dim=-1, keepdim=True)
+            seen_free |= in_image & world.visible(points, centre)
+            seen_surface |= in_image & world.visible(step_back, centre)
+        free = ~occupied
+        counts["occupied_seen"] += int((occluded & occupied & seen_surface).sum())
+        counts["occupied_unseen"] += int((occluded & occupied & ~seen_surface).sum())
+        counts["free_seen"] += int((occluded & free & seen_free).sum())
+        counts["free_unseen"] += int((occluded & free & ~seen_free).sum())
+        counts["visible"] += int((~occluded).sum())
+    total = sum(counts.values())
+    occluded_total = total - counts["visible"]
+    shares = {f"{k}_share_of_occluded": v / occluded_total for k, v in counts.items() if k != "visible"}
+    return {**counts, **shares, "frames": len(frames), "points": total}
+
+
+LANDSCAPE_FIELDS = {  # name -> what the density is (besides the trained model's own)
+    "exact geometry": "the world's solids opaque (sigma 50 inside, 0 outside): the true surfaces",
+    "all far": "sigma 0 everywhere: every ray ends at the far plane (80 m), the degenerate solution",
+    "constant 0.1": "sigma 0.1 everywhere: a uniform fog whose expected depth (~13 m) is the scenes' median",
+}
+
+
+def objective_landscape(root: Path, checkpoint: Path, batches: int = 24, seed: int = 0) -> dict[str, float]:
+    """The photometric term of ``batches`` fixed training batches (same frames, patches and samples for every
+    field) rendered with the trained model of ``checkpoint`` and with the densities of :data:`LANDSCAPE_FIELDS`.
+
+    Where the model's loss sits between "all far" and "exact geometry" says whether training has left the
+    degenerate solution and how much the objective still rewards the true surfaces.
+    """
+    from hydra.utils import instantiate
+
+    from datasets.sample import collate
+    from datasets.synthetic.root import SyntheticRoot
+    from models.losses import training_loss
+    from utils.checkpoints import load_model, read_checkpoint, stored_run_config
+
+    torch.manual_seed(seed)
+    run_cfg = stored_run_config(read_checkpoint(checkpoint, ("model", "config")))
+    model, _ = load_model(run_cfg.model, checkpoint, allow_random_weights=False, use_checkpoint_config=True)
+    model.eval()  # the model as it is evaluated (and no flip drawn)
+    world = SyntheticRoot.load(root)
+    loss_cfg = instantiate(run_cfg.loss)
+    dataset = instantiate(run_cfg.data.train, color_aug=False)  # the frames the run trained on
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(dataset), generator=generator)[:batches].tolist()
+    losses: dict[str, list[float]] = {"trained model": [], **{name: [] for name in LANDSCAPE_FIELDS}}
+    with torch.no_grad():
+        for index in order:
+            batch = collate([dataset[index]])
+            choices = model.draw_choices(batch, generator)
+            out = model(batch, choices)
+            losses["trained model"].append(training_loss(out.render, out.target, loss_cfg).photometric.item())
+            view0_to_world = batch.cam_to_world[:, 0].to(torch.float64)  # (1, 4, 4)
+            model_field = model.field.field_fn(model.encode_views(batch), model.density_head)
+            for name in LANDSCAPE_FIELDS:
+                field = _landscape_field(name, model_field, view0_to_world[0], world)
+                render = model.render_patches(batch, choices, field)
+                losses[name].append(training_loss(render.render, render.target, loss_cfg).photometric.item())
+    return {name: float(np.mean(values)) for name, values in losses.items()}
+
+
+def _landscape_field(name: str, model_field, view0_to_world: torch.Tensor, world):
+    """One density of :data:`LANDSCAPE_FIELDS` as a renderer field; the points' validity (the loss's invalid
+    mask) is the trained model's, so only the densities differ."""
+    from models.field_output import FieldOutput
+
+    def field(samples):
+        own = model_field(samples)
+        if name == "exact geometry":
+            points = samples.points.reshape(-1, 3).to(torch.float64) @ view0_to_world[:3, :3].T + view0_to_world[:3, 3]
+            sigma = 50.0 * world.occupied(points).to(own.sigma.dtype).reshape(own.sigma.shape)
+        else:
+            sigma = torch.full_like(own.sigma, 0.0 if name == "all far" else 0.1)
+        return FieldOutput(sigma=sigma, invalid=own.invalid)
+
+    return field
+
+
+def _in_image(points_cam: torch.Tensor, K_norm: torch.Tensor) -> torch.Tensor:
+    z = points_cam[:, 2]
+    uv = (points_cam @ K_norm.T)[:, :2] / z.clamp_min(1e-6)[:, None]
+    return (z > 1e-3) & (uv.abs() <= 1.0).all(dim=-1)
+
+
+# --- tables and plots ---------------------------------------------------------------------------------------------
+
+METRICS = (  # (key in a score summary, title)
+    (f"{EXACT}/model/o_acc", "O_acc"),
+    (f"{EXACT}/model/ie_acc", "IE_acc"),
+    (f"{EXACT}/model/ie_rec", "IE_rec"),
+    (f"{EXACT}/model/o_auroc", "O_AUROC"),
+    (f"{EXACT}/model/ie_auroc", "IE_AUROC"),
+)
+
+
+def final_row(records: list[dict], at: int | None = None) -> dict[str, float]:
+    """Mean (and spread) over seeds at iteration ``at`` (None: the last scored one): the scores of that checkpoint,
+    the training loss as the mean over the last 10 % of the iterations up to it, validation abs_rel there."""
+    row: dict[str, float] = {}
+    chosen = [r for r in records if r["scores"] and (at is None or str(at) in r["scores"])]
+    if not chosen:
+        return row
+    its = [int(at) if at is not None else max(map(int, r["scores"])) for r in chosen]
+    last = [r["scores"][str(it)] for r, it in zip(chosen, its, strict=True)]
+    for key, title in METRICS:
+        values = [s[key] for s in last if s.get(key) is not None]
+        if values:
+            row[title] = float(np.mean(values))
+            row[f"{title}_spread"] = float(np.max(values) - np.min(values)) if len(values) > 1 else 0.0
+    losses = []
+    for r, it in zip(chosen, its, strict=True):
+        upto = [v for step, v in r["loss"] if step <= it]
+        if upto:
+            losses.append(np.mean(upto[-max(1, len(upto) // 10) :]))
+    if losses:
+        row["loss"] = float(np.mean(losses))
+    abs_rel = [dict(r["val_abs_rel"]).get(it) for r, it in zip(chosen, its, strict=True)]
+    abs_rel = [v for v in abs_rel if v is not None]
+    if abs_rel:
+        row["val_abs_rel"] = float(np.mean(abs_rel))
+    for name in ("empty", "depth"):
+        for key, title in METRICS[:2]:
+            values = [s.get(key.replace("/model/", f"/{name}/")) for s in last]
+            values = [v for v in values if v is not None]
+            if values:
+                row[f"{name} {title}"] = float(np.mean(values))
+    row["iters"] = float(its[0])
+    return row
+
+
+def study_table(results: dict[str, dict], at: int | None = None) -> str:
+    """Markdown table of every variant at iteration ``at`` (None: each at its last scored one); variants without a
+    checkpoint at ``at`` are left out. ``±``: half the spread over seeds."""
+    columns = ["loss", "val_abs_rel", "O_acc", "IE_acc", "IE_rec", "O_AUROC", "IE_AUROC", "depth O_acc", "depth IE_acc"]
+    lines = [
+        "| variant | change | seeds | iters | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 4) + "|",
+    ]
+    for name, entry in results.items():
+        row = final_row(entry["runs"], at)
+        if not row:
+            continue
+        cells = []
+        for column in columns:
+            value = row.get(column)
+            spread = row.get(f"{column}_spread")
+            cell = "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+            if spread:
+                cell += f" ± {spread / 2:.3f}"
+            cells.append(cell)
+        seeds = sum(1 for r in entry["runs"] if at is None or str(at) in r["scores"])
+        lines.append(f"| {name} | {entry['what']} | {seeds} | {int(row['iters'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def study_tables(results: dict[str, dict], at: list[int] | None) -> str:
+    """One table per iteration of ``at`` (or one at each variant's last iteration), headed by it."""
+    if not at:
+        return study_table(results)
+    return "\n\n".join(f"At iteration {it}:\n\n" + study_table(results, it) for it in at)
+
+
+def plot_group(path: Path, title: str, entries: dict[str, dict]) -> None:
+    """Learning curves of the variants of one group (mean over seeds; thin lines: each seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("loss", "training loss (moving average)"), ("val_abs_rel", "validation abs_rel")]
+    panels += [(key, f"exact {t} (validation)") for key, t in METRICS]
+    fig, axes = plt.subplots(2, 4, figsize=(18, 8))
+    axes = axes.ravel()
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (name, entry), colour in zip(entries.items(), colours * 4, strict=False):
+        for i, (key, label) in enumerate(panels):
+            ax = axes[i]
+            series = [_series(run, key) for run in entry["runs"]]
+            series = [s for s in series if s[0].size]
+            if not series:
+                continue
+            for x, y in series:
+                ax.plot(x, y, color=colour, alpha=0.25, linewidth=0.8)
+            x, y = series[0]
+            if len(series) > 1 and all(s[0].shape == x.shape for s in series):
+                y = np.mean([s[1] for s in series], axis=0)
+            ax.plot(x, y, color=colour, label=name, linewidth=1.8)
+            ax.set_title(label, fontsize=10)
+            ax.set_xlabel("iteration")
+            if key in (METRICS[0][0], METRICS[1][0]) and name == next(iter(entries)):
+                # The constant answer "all empty" (the same on every checkpoint of a split) is the bar to clear;
+                # the "depth" baseline is each model's own depth map, so it is in the table, not drawn here.
+                _, empty = _series(entry["runs"][0], key.replace("/model/", "/empty/"))
+                if empty.size:
+                    ax.axhline(empty[0], color="grey", linestyle=":", label='"empty" answer')
+    for ax in axes[len(panels) :]:
+        ax.axis("off")
+    axes[0].legend(fontsize=8)
+    axes[2].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _series(run: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
+    if key in ("loss", "val_abs_rel"):
+        points = run[key]
+        x = np.array([p[0] for p in points], dtype=float)
+        y = np.array([p[1] for p in points], dtype=float)
+        if key == "loss":
+            y = smooth(y)
+        return x, y
+    items = sorted(((int(k), v.get(key)) for k, v in run["scores"].items()), key=lambda t: t[0])
+    items = [(k, v) for k, v in items if v is not None]
+    return np.array([k for k, _ in items], dtype=float), np.array([v for _, v in items], dtype=float)
+
+
+# --- main ---------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--world", type=Path, default=Path("data/synthetic"), help="world root (made if missing)")
+    parser.add_argument("--runs", type=Path, default=Path("outputs/study"), help="training and evaluation runs")
+    parser.add_argument("--media", type=Path, default=Path("media/study"), help="table, JSON and plots")
+    parser.add_argument("--variants", nargs="+", default=["baseline"], choices=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--iters", type=int, default=600, help="training iterations per run")
+    parser.add_argument("--eval-every", type=int, default=150, help="checkpoint + scoring interval")
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="demo", help="base recipe sizes")
+    parser.add_argument(
+        "--pretrained-from",
+        type=Path,
+        default=None,
+        help="self_pretrained: the run whose encoder initialises the variant",
+    )
+    parser.add_argument("--overfit", action="store_true", help="the overfitting check instead of the variants")
+    parser.add_argument("--overfit-frames", type=int, default=4)
+    parser.add_argument(
+        "--overfit-stride", type=int, default=0, help="frames of a stretch, this far apart (0: spread out)"
+    )
+    parser.add_argument("--observability", action="store_true", help="measure what the training views see")
+    parser.add_argument(
+        "--landscape",
+        nargs="+",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="photometric loss of trained checkpoints vs the exact geometry and the degenerate densities",
+    )
+    parser.add_argument(
+        "--table-at", nargs="+", type=int, default=None, metavar="ITER", help="tables at these iterations"
+    )
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="extra overrides for every run")
+    parser.add_argument("--tag", default="", help="suffix of the variant names (runs with --set kept apart)")
+    parser.add_argument("--device", default="auto", help="auto (cuda when present, else cpu) | cpu | cuda")
+    parser.add_argument("--workers", type=int, default=2)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    configure_logging(logging.WARNING)
+    budget = BUDGETS[args.budget]
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if (args.world / "world.json").is_file():
+        root = args.world  # any generated world (the test suite's small one included), as it is
+    else:
+        root = make_world(["--out", str(args.world), "--workers", str(args.workers), "--quiet", *budget.world])
+    val_split = root / "KITTI-360/splits/val_files.txt"
+    args.media.mkdir(parents=True, exist_ok=True)
+    if args.observability:
+        start = time.perf_counter()
+        result = observability(root, val_split)
+        write_json(args.media / "observability.json", result)
+        print(json.dumps(result, indent=1), f"\n({time.perf_counter() - start:.0f} s)")
+        return result
+
+    prepare_loader_cache(root, budget, args.workers, quiet=True)
+    if args.landscape:
+        table = {str(path): objective_landscape(root, path) for path in args.landscape}
+        write_json(args.media / "landscape.json", table)
+        print(json.dumps(table, indent=1))
+        return table
+    if args.overfit:
+        split = overfit_split(root, args.runs, args.overfit_frames, args.overfit_stride)
+        variants = [replace(OVERFIT, overrides=(*OVERFIT.overrides, f"data.train.split_path={split}"))]
+        score_split = split
+    else:
+        variants = [VARIANTS[name] for name in args.variants]
+        score_split = val_split
+    if args.set or args.tag:
+        suffix = f"+{args.tag}" if args.tag else ""
+        variants = [
+            replace(v, name=v.name + suffix, what=" ".join([v.what, *args.set]), overrides=(*v.overrides, *args.set))
+            for v in variants
+        ]
+    results: dict[str, dict] = {}
+    for variant in variants:
+        if variant.image_size is not None:
+            prepare_loader_cache(root, replace(budget, image_size=variant.image_size), args.workers, quiet=True)
+        runs = []
+        for seed in args.seeds:
+            extra: tuple[str, ...] = ()
+            if variant.name.startswith("self_pretrained"):
+                if args.pretrained_from is None:
+                    raise SystemExit("self_pretrained needs --pretrained-from <run dir or checkpoint>")
+                init = trunk_init(root, budget, args.pretrained_from, seed, run_dir(args.runs, variant, seed))
+                extra = (f"trainer.init_from={init}",)
+            out = train_variant(root, args.runs, budget, variant, seed, args.iters, args.eval_every, device, extra)
+            scores = score_checkpoints(root, out, args.runs, budget, score_split, device, variant.samples)
+            runs.append(run_record(out, scores))
+        results[variant.name] = {"what": variant.what, "group": variant.group, "iters": args.iters, "runs": runs}
+        print(f"[{variant.name}] {json.dumps(final_row(runs))}")
+
+    name = "overfit" if args.overfit else "study"
+    previous = args.media / f"{name}.json"
+    merged = json.loads(previous.read_text()) if previous.is_file() else {}
+    merged.update(results)
+    write_json(previous, merged)
+    (args.media / f"{name}.md").write_text(study_tables(merged, args.table_at) + "\n")
+    baseline = {"baseline": merged["baseline"]} if "baseline" in merged else {}
+    groups = sorted({entry["group"] for entry in merged.values()})
+    for group in groups:
+        members = {k: v for k, v in merged.items() if v["group"] == group}
+        plot_group(args.media / f"{name}_{group}.png", f"{name}: {group}", {**baseline, **members})
+    print("\n" + study_tables(merged, args.table_at))
+    return merged
+
+
+if __name__ == "__main__":
+    main()
