@@ -8,7 +8,7 @@ import shutil
 
 import cv2
 
-from scripts.demo import BUDGETS, main, results_table
+from scripts.demo import BUDGETS, choose_budget, main, results_table, verdict
 
 
 def test_world_only_prints_one_sample_of_each_loader(synthetic_root, capsys):
@@ -60,6 +60,9 @@ def test_the_whole_story_at_tiny_size_and_a_rerun_resumes(synthetic_root, tmp_pa
     assert same(json.loads((media / "results.json").read_text()), results)
     table = (media / "results.md").read_text()
     assert table.startswith("| model | O_acc (lidar)") and "| KDBTS student |" in table
+    assert "Behind occluders the KDBTS student" in table  # the verdict follows the table
+    for picture in ("learning_curves.png", "results.png"):
+        assert cv2.imread(str(media / picture)).shape[0] > 200
 
     # a second run finds everything done and changes nothing
     stamps = {p: p.stat().st_mtime_ns for p in runs.rglob("*.pt")}
@@ -75,3 +78,23 @@ def test_results_table_marks_missing_figures():
     table = results_table({"A": {"occupancy/lidar/o_acc": 0.5}, "B": {"depth/lidar/abs_rel": 0.25}})
     assert table.splitlines()[0] == "| model | O_acc (lidar) | abs_rel |"
     assert "| A | 0.500 | - |" in table and "| B | - | 0.250 |" in table
+
+
+def test_auto_budget_is_the_gpu_one_on_cuda_only():
+    assert choose_budget("auto", "cuda") == "gpu" and choose_budget("auto", "cuda:1") == "gpu"
+    assert choose_budget("auto", "cpu") == "demo" and choose_budget("tiny", "cuda") == "tiny"
+    assert BUDGETS["gpu"].bts_iters > BUDGETS["demo"].bts_iters
+
+
+def test_verdict_compares_with_both_baselines_and_the_student_with_bts():
+    o, ie = "occupancy/analytic/o_acc", "occupancy/analytic/ie_acc"
+    results = {
+        "BTS": {o: 0.90, ie: 0.70},
+        "KDBTS student": {o: 0.85, ie: 0.75},
+        "baseline: empty": {o: 0.88, ie: 0.66},
+        "baseline: depth": {o: 0.87, ie: 0.72},
+    }
+    lines = verdict(results)
+    assert lines[0] == "BTS: exact O_acc 0.900 above empty and depth, IE_acc 0.700 above empty; not above depth"
+    assert lines[1] == "KDBTS student: exact O_acc 0.850 not above empty and depth, IE_acc 0.750 above empty and depth"
+    assert lines[-1].startswith("Behind occluders the KDBTS student beats BTS: exact IE_acc 0.750 vs 0.700")
