@@ -103,7 +103,9 @@ def test_model_optimizer_scheduler_and_loss_instantiate(name):
     assert model.field.encoder.resnet_layers == cfg.model.field.encoder.resnet_layers
     optimizer = instantiate(cfg.trainer.optimizer)(params=model.parameters())
     # The official KD runs continued the MVBTS schedule after its x0.1 step at 120k iterations.
-    expected_lr = 1e-5 if name in ("train_kitti_360_KD", "train_kitti_raw_KD") else 1e-4
+    # The synthetic recipe's lr 3e-4 is a deliberate difference (configs/experiment/synthetic.yaml, the training study).
+    expected_lr = {"train_kitti_360_KD": 1e-5, "train_kitti_raw_KD": 1e-5}.get(name, 1e-4)
+    expected_lr = 3e-4 if name.startswith("train_synthetic") else expected_lr
     assert isinstance(optimizer, torch.optim.Adam) and optimizer.param_groups[0]["lr"] == expected_lr
     scheduler = instantiate(cfg.trainer.lr_scheduler)(optimizer=optimizer)
     assert isinstance(scheduler, torch.optim.lr_scheduler.StepLR) and scheduler.step_size == 120000
