@@ -211,14 +211,16 @@ def run_record(out: Path, scores: dict[int, dict]) -> dict:
 
 def overfit_split(root: Path, runs: Path, frames: int, stride: int = 0) -> Path:
     """A split file of ``frames`` left-camera training frames: with ``stride`` > 0 a stretch of the first training
-    sequence, every ``stride``-th frame from its middle on (the official ``seg_overfitting`` is such a stretch);
+    sequence, every ``stride``-th frame from its middle on, or from as late as fits (the official
+    ``seg_overfitting`` is such a stretch);
     with 0 spread over the whole training split."""
     lines = [
         line for line in (root / "KITTI-360/splits/train_files.txt").read_text().splitlines() if line.endswith(" l")
     ]
     if stride > 0:
         first = [line for line in lines if line.split()[0] == lines[0].split()[0]]
-        chosen = first[len(first) // 2 :: stride][:frames]
+        start = max(0, min(len(first) // 2, len(first) - (frames - 1) * stride - 1))  # earlier if it would not fit
+        chosen = first[start::stride][:frames]
     else:
         chosen = lines[:: max(1, len(lines) // frames)][:frames]
     if len(chosen) < frames:

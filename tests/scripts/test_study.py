@@ -96,22 +96,31 @@ def test_the_objective_prefers_the_true_geometry_to_the_degenerate_answers(world
     assert losses["exact geometry"] < 0.95 * min(losses["all far"], losses["constant 0.1"])
 
 
+@pytest.fixture(scope="module")
+def stretch_world(tmp_path_factory):
+    """A full-resolution world of one 70-frame sequence (~25 s): its first 27 left training frames form a stretch."""
+    from datasets.synthetic.generate import GeneratorConfig, generate
+
+    root = tmp_path_factory.mktemp("stretch") / "world"
+    generate(GeneratorConfig(out=root, sequences=1, frames=70, raw_frames=8, workers=2, show_progress=False))
+    return root
+
+
 @pytest.mark.slow
-def test_overfitting_a_stretch_of_frames_learns_their_geometry(world, tmp_path):
-    """The pipeline can learn occupancy (the idea of the official ``seg_overfitting`` split): BTS trained on six
-    consecutive frames (the first six of this small world's nine training frames; no augmentation, the synthetic
-    recipe at the demo's size) and scored on those frames against the world's exact occupancy beats the constant
+def test_overfitting_a_stretch_of_frames_learns_their_geometry(stretch_world, tmp_path):
+    """The pipeline can learn occupancy (the idea of the official ``seg_overfitting`` split): BTS trained on a
+    stretch of eight training frames (every second one; no augmentation, the synthetic recipe with head bias -2
+    at the demo's size) and scored on those frames against the world's exact occupancy beats the constant
     "empty" answer and the "depth" baseline (everything behind the model's own depth is occupied) on O_acc and
-    IE_acc. ~13 minutes on 2 CPU cores."""
+    IE_acc. ~6 minutes on 2 cores (README, "The overfitting check"). It fails today on O_acc (README)."""
     runs, media = tmp_path / "runs", tmp_path / "media"
-    argv = ["--world", str(world), "--runs", str(runs), "--media", str(media), "--budget", "demo", "--device", "cpu"]
-    argv += ["--overfit", "--overfit-frames", "6", "--iters", "1200", "--eval-every", "300"]
-    results = main(argv)
+    argv = ["--world", str(stretch_world), "--runs", str(runs), "--media", str(media), "--budget", "demo"]
+    argv += ["--device", "cpu", "--overfit", "--overfit-frames", "8", "--overfit-stride", "2"]
+    results = main([*argv, "--iters", "1200", "--eval-every", "300"])
     (run,) = results["overfit"]["runs"]
-    first, last = run["scores"]["300"], run["scores"]["1200"]
+    last = run["scores"]["1200"]
     for metric in ("o_acc", "ie_acc"):
         model, empty, depth = (last[f"analytic/{m}/{metric}"] for m in ("model", "empty", "depth"))
         assert model > empty + 0.02, (metric, model, empty)
         assert model > depth + 0.01, (metric, model, depth)
-    assert last["analytic/model/ie_auroc"] > first["analytic/model/ie_auroc"]  # it keeps learning
     assert (media / "overfit_overfit.png").stat().st_size > 10_000
