@@ -163,7 +163,7 @@ def run_case(case: Case) -> CaseResult:
     """Time one case in this process (the caller gives each case a fresh process)."""
     import torch
 
-    from utils.training.steps import TrainStep, autocast
+    from utils.training.steps import TrainStep, autocast, bf16_applies
 
     torch.manual_seed(0)
     device = torch.device(case.device)
@@ -196,7 +196,10 @@ def run_case(case: Case) -> CaseResult:
         else:
             warmup_s += time.perf_counter() - start
 
-    trunk_s = trunk_time(model, batch, case.warmup, case.iters, sync)
+    trunk_s = trunk_time(model, batch, case.warmup, case.iters, sync, case.bf16)
+    extra = {}
+    if bf16_applies(device, case.bf16):  # the float32 trunk too: the floor of a float32 step (another revision's)
+        extra["trunk_float32_s"] = trunk_time(model, batch, case.warmup, case.iters, sync)
     model.eval()
     one = make_batch(1, size.image_size, torch.Generator().manual_seed(1)).to(device)
     sync()
@@ -222,14 +225,17 @@ def run_case(case: Case) -> CaseResult:
         memory_kind=kind,
         baseline_rss_mb=baseline,
         parameters=sum(p.numel() for p in model.parameters()),
-        extra={"warmup_s": warmup_s},
+        extra={"warmup_s": warmup_s, **extra},
     )
 
 
-def trunk_time(model, batch, warmup: int, iters: int, sync) -> float:
-    """Median seconds of the image encoder's forward and backward alone (train mode), on as many images as a step
-    encodes: what the convolutional trunk costs, the part of a step no change outside it can make cheaper."""
+def trunk_time(model, batch, warmup: int, iters: int, sync, bf16: bool = False) -> float:
+    """Median seconds of the image encoder's forward and backward alone (train mode, in the step's precision), on as
+    many images as a step encodes: what the convolutional trunk costs, the part of a step no change outside it can
+    make cheaper."""
     import torch
+
+    from utils.training.steps import autocast
 
     images = batch.images[:, : model.num_multiviews].flatten(0, 1).to(next(model.parameters()).device)
     model.train()
@@ -237,8 +243,9 @@ def trunk_time(model, batch, warmup: int, iters: int, sync) -> float:
     for i in range(warmup + iters):
         sync()
         start = time.perf_counter()
-        features = model.field.encoder(images)
-        features.backward(torch.ones_like(features))
+        with autocast(images.device, bf16):
+            features = model.field.encoder(images)
+        features.float().backward(torch.ones_like(features, dtype=torch.float32))
         sync()
         if i >= warmup:
             times.append(time.perf_counter() - start)
@@ -349,10 +356,17 @@ def compare_row(case: Case, revision: str, old: list[dict], new: list[dict]) -> 
     for key in ("train_step_s_median", "render_image_s", "gen_img_custom_s", "peak_memory_mb"):
         row[f"old_{key}"], row[f"new_{key}"] = median(old, key), median(new, key)
         row[f"ratio_{key}"] = row[f"old_{key}"] / row[f"new_{key}"]
-    # The trunk (encoder forward + backward) is the same code on both sides: what is left is everything else.
+    # The trunk (encoder forward + backward) is the same code on both sides, but not always in the same precision
+    # (--bf16 on a CPU with native bf16 reaches the new side only): each side's rest is its step minus its own trunk.
     trunk = median(new, "trunk_s")
-    row["trunk_s"] = trunk
-    row["old_rest_s"] = row["old_train_step_s_median"] - trunk
+    if all("trunk_s" in r for r in old):
+        old_trunk = median(old, "trunk_s")
+    elif all("trunk_float32_s" in r.get("extra", {}) for r in new):  # an old revision without trunk_s, in float32
+        old_trunk = statistics.median(r["extra"]["trunk_float32_s"] for r in new)
+    else:
+        old_trunk = trunk
+    row["trunk_s"], row["old_trunk_s"] = trunk, old_trunk
+    row["old_rest_s"] = row["old_train_step_s_median"] - old_trunk
     row["new_rest_s"] = row["new_train_step_s_median"] - trunk
     row["ratio_rest"] = row["old_rest_s"] / row["new_rest_s"]
     return row
@@ -507,7 +521,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sizes", nargs="+", default=["official", "small"], choices=list(SIZES))
     parser.add_argument("--device", default="auto", help="auto (cuda when present, else cpu) | cpu | cuda | cuda:N")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the size's CPU or CUDA batch")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the encoder (CUDA only)")
+    parser.add_argument(
+        "--bf16", action="store_true", help="bf16 autocast of the encoder (CUDA, or a CPU with native bf16)"
+    )
     parser.add_argument("--channels-last", action="store_true", help="channels-last memory format for the encoder")
     parser.add_argument("--compile", action="store_true", help="torch.compile the encoder (warm-up includes it)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
@@ -544,8 +560,13 @@ def main(argv=None) -> list[dict]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    if args.bf16 and not device.startswith("cuda"):
-        print("note: --bf16 only affects CUDA; the CPU runs float32", file=sys.stderr)
+    if args.bf16 and device == "cpu":
+        from utils.training.steps import cpu_bf16_supported
+
+        native = cpu_bf16_supported()
+        print(
+            f"note: --bf16 on the CPU: {'bf16 encoder' if native else 'no native bf16 here, float32'}", file=sys.stderr
+        )
     cases = []
     for model in [] if args.skip_train else args.models:
         for size_name in args.sizes:

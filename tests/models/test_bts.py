@@ -89,3 +89,27 @@ def test_bf16_autocast_keeps_geometry_in_float32(model):
         out = cuda_model(batch)
     assert out.rays.directions.dtype == torch.float32 and out.render.depth.dtype == torch.float32
     assert torch.isfinite(out.render.rgb).all()
+
+
+def test_bf16_autocast_on_the_cpu_runs_only_the_encoder_in_bf16(monkeypatch):
+    """With native bf16 the encoder's features come out of bf16 convolutions, but the model hands float32 features
+    to the field and renders in float32; without it the context is off."""
+    from utils.training import steps
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(steps, "cpu_bf16_supported", lambda: False)
+    assert not steps.bf16_applies(cpu, True)
+    with steps.autocast(cpu, True):
+        assert not torch.is_autocast_enabled("cpu")
+    monkeypatch.setattr(steps, "cpu_bf16_supported", lambda: True)
+    assert steps.bf16_applies(cpu, True) and not steps.bf16_applies(cpu, False)
+    model = BTSModel(build_field(BTS), ray_batch_size=128, samples_per_ray=8)
+    batch = _batch(num_views=4)
+    with steps.autocast(cpu, True):
+        assert torch.is_autocast_enabled("cpu")
+        raw = model.field.encoder(batch.images[:, 0])
+        out = model(batch)
+    first = raw[0] if isinstance(raw, (list, tuple)) else raw
+    assert first.dtype == torch.bfloat16  # the convolutions did run in bf16
+    assert out.render.depth.dtype == torch.float32 and out.render.rgb.dtype == torch.float32
+    assert torch.isfinite(out.render.rgb).all()

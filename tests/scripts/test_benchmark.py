@@ -115,3 +115,10 @@ def test_compare_rows_are_medians_and_old_over_new_ratios():
     assert row["ratio_train_step_s_median"] == 2.0 and row["ratio_render_image_s"] == 2.0
     # the encoder's own time is taken off both sides: (5 - 1) / (2.5 - 1)
     assert row["ratio_rest"] == pytest.approx(4.0 / 1.5)
+    # With a bf16 trunk on the new side, the old (float32) side loses its own trunk: the new side's float32 one,
+    # or the old revision's own trunk_s when it reports one.
+    bf16 = [{**r, "trunk_s": 0.5, "extra": {"trunk_float32_s": 1.0}} for r in new]
+    row = compare_row(case, "abc123", old, bf16)
+    assert (row["old_rest_s"], row["new_rest_s"]) == (4.0, 2.0)
+    row = compare_row(case, "abc123", [{**r, "trunk_s": 2.0} for r in old], bf16)
+    assert (row["old_trunk_s"], row["old_rest_s"]) == (2.0, 3.0)

@@ -60,9 +60,23 @@ class EvalStepOutput:
     batch: Sample
 
 
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU has native bf16 convolutions (oneDNN on AVX-512 BF16 / AMX): elsewhere bf16 on the CPU is
+    emulated and slower than float32."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def bf16_applies(device: torch.device, bf16: bool) -> bool:
+    """Whether ``bf16=True`` takes effect on ``device``: always on CUDA, on a CPU with native bf16 only."""
+    return bf16 and (device.type == "cuda" or (device.type == "cpu" and cpu_bf16_supported()))
+
+
 def autocast(device: torch.device, bf16: bool) -> torch.autocast:
-    """bf16 autocast on CUDA when asked; a disabled context otherwise (CPU always runs float32)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
+    """bf16 autocast when asked and it pays (:func:`bf16_applies`); a disabled context otherwise (float32).
+
+    The model switches autocast off around its geometry, sampling and compositing, so only the image encoder's
+    convolutions run in bf16 (``models.bts``)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_applies(device, bf16))
 
 
 def all_finite(loss: Tensor) -> bool:

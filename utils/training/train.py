@@ -28,7 +28,7 @@ from utils.training import handlers
 from utils.training.checkpoints import CheckpointWriter, restore_training_state, training_state, unwrap
 from utils.training.data import setup_data
 from utils.training.run_dir import claim_run_directory, explicit_keys, read_manifest, resume_config
-from utils.training.steps import TrainStep, make_eval_step
+from utils.training.steps import TrainStep, bf16_applies, make_eval_step
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +175,14 @@ def training(
     rank = idist.get_rank()
     manual_seed(tcfg.seed + rank)
     device = select_device(tcfg.device)
-    if tcfg.bf16 and device.type != "cuda":
-        log.warning("trainer.bf16=true applies to CUDA only: this run on %s computes in float32", device)
+    if tcfg.bf16 and not bf16_applies(device, True):
+        log.warning(
+            "trainer.bf16=true applies to CUDA and to CPUs with native bf16 (AVX-512 BF16 / AMX) only: this run "
+            "on %s computes in float32",
+            device,
+        )
+    elif tcfg.bf16 and device.type == "cpu":
+        log.info("trainer.bf16=true: the image encoder runs in bf16 on this CPU (native bf16 convolutions)")
     run_id = claim_directory(output_dir, cfg.name, None if checkpoint is None else checkpoint.get("run_id", "legacy"))
     log.info("process %d/%d on %s, output %s", rank, idist.get_world_size(), device, output_dir)
 

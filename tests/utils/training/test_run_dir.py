@@ -279,10 +279,19 @@ def test_a_device_that_is_not_one_is_a_clear_error():
         select_device("gpu")
 
 
-def test_bf16_on_the_cpu_says_it_is_not_used(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING):
-        training(0, tiny_config(tmp_path / "bf16", "trainer.bf16=true", "trainer.max_iters=1"), tmp_path / "bf16")
-    assert "trainer.bf16=true applies to CUDA only" in caplog.text
+def test_bf16_on_the_cpu_says_whether_it_is_used(tmp_path, caplog, monkeypatch):
+    from utils.training import steps
+
+    for native in (False, True):
+        monkeypatch.setattr(steps, "cpu_bf16_supported", lambda native=native: native)
+        caplog.clear()
+        run = tmp_path / f"bf16_{native}"
+        with caplog.at_level(logging.INFO):
+            training(0, tiny_config(run, "trainer.bf16=true", "trainer.max_iters=1"), run)
+        used = "the image encoder runs in bf16 on this CPU" in caplog.text
+        refused = "this run on cpu computes in float32" in caplog.text
+        assert (used, refused) == (native, not native)
+        assert (run / "training_checkpoint_1.pt").is_file()  # it trains either way
 
 
 def test_metrics_json_is_strict_json(tmp_path):
