@@ -212,8 +212,7 @@ def run_record(out: Path, scores: dict[int, dict]) -> dict:
 def overfit_split(root: Path, runs: Path, frames: int, stride: int = 0) -> Path:
     """A split file of ``frames`` left-camera training frames: with ``stride`` > 0 a stretch of the first training
     sequence, every ``stride``-th frame from its middle on, or from as late as fits (the official
-    ``seg_overfitting`` is such a stretch);
-    with 0 spread over the whole training split."""
+    ``seg_overfitting`` is such a stretch); with 0 spread over the whole training split."""
     lines = [
         line for line in (root / "KITTI-360/splits/train_files.txt").read_text().splitlines() if line.endswith(" l")
     ]

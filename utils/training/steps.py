@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -60,10 +61,12 @@ class EvalStepOutput:
     batch: Sample
 
 
+@functools.cache
 def cpu_bf16_supported() -> bool:
     """Whether this CPU has native bf16 convolutions (oneDNN on AVX-512 BF16 / AMX): elsewhere bf16 on the CPU is
-    emulated and slower than float32."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    emulated and slower than float32. (torch exposes the check only as a private op; a build without it says no.)"""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check is not None and torch.backends.mkldnn.is_available() and check())
 
 
 def bf16_applies(device: torch.device, bf16: bool) -> bool:
