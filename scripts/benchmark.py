@@ -560,12 +560,13 @@ def main(argv=None) -> list[dict]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    if args.bf16 and device == "cpu":
-        from utils.training.steps import cpu_bf16_supported
+    if args.bf16 and not device.startswith("cuda"):
+        from utils.training.steps import bf16_applies
 
-        native = cpu_bf16_supported()
+        native = bf16_applies(torch.device(device), True)
         print(
-            f"note: --bf16 on the CPU: {'bf16 encoder' if native else 'no native bf16 here, float32'}", file=sys.stderr
+            f"note: --bf16 on {device}: {'a bf16 encoder' if native else 'no native bf16 here, float32'}",
+            file=sys.stderr,
         )
     cases = []
     for model in [] if args.skip_train else args.models:
