@@ -298,6 +298,8 @@ def observability(root: Path, split_file: Path, max_frames: int | None = None) -
 
 LANDSCAPE_FIELDS = {  # name -> what the density is (besides the trained model's own)
     "exact geometry": "the world's solids opaque (sigma 50 inside, 0 outside): the true surfaces",
+    "exact, solid behind": "the exact geometry with everything view 0 cannot see opaque too: what the 'depth' baseline "
+    "answers, with the true depth",
     "all far": "sigma 0 everywhere: every ray ends at the far plane (80 m), the degenerate solution",
     "constant 0.1": "sigma 0.1 everywhere: a uniform fog whose expected depth (~13 m) is the scenes' median",
 }
@@ -349,9 +351,12 @@ def _landscape_field(name: str, model_field, view0_to_world: torch.Tensor, world
 
     def field(samples):
         own = model_field(samples)
-        if name == "exact geometry":
+        if name.startswith("exact"):
             points = samples.points.reshape(-1, 3).to(torch.float64) @ view0_to_world[:3, :3].T + view0_to_world[:3, 3]
-            sigma = 50.0 * world.occupied(points).to(own.sigma.dtype).reshape(own.sigma.shape)
+            solid = world.occupied(points)
+            if name != "exact geometry":
+                solid |= ~world.visible(points, view0_to_world[:3, 3])
+            sigma = 50.0 * solid.to(own.sigma.dtype).reshape(own.sigma.shape)
         else:
             sigma = torch.full_like(own.sigma, 0.0 if name == "all far" else 0.1)
         return FieldOutput(sigma=sigma, invalid=own.invalid)

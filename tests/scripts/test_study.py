@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -94,6 +95,10 @@ def test_the_objective_prefers_the_true_geometry_to_the_degenerate_answers(world
     # measured on this half-resolution world (generator 1.1): 0.052 vs 0.058 (all far) and 0.111 (fog); on the demo
     # world 0.037-0.040 vs 0.059-0.060 and 0.09
     assert losses["exact geometry"] < 0.95 * min(losses["all far"], losses["constant 0.1"])
+    # "exact, solid behind" is only reported, not ordered: on this world it scores 0.047 (below the exact 0.052), on
+    # the overfitting stretch of world 1.1 0.053 against 0.044 (README): the objective does not always tell thin
+    # from thick occupancy
+    assert all(math.isfinite(value) and value > 0 for value in losses.values())
 
 
 @pytest.fixture(scope="module")
