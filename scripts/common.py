@@ -173,6 +173,7 @@ class InferenceModel:
     image_size: tuple[int, int]  # (H, W) the input image is resized to
     preset: Preset
     device: torch.device
+    antialias: bool = False  # the resizing of the dataset the model was trained on (data.antialias)
 
 
 def choose_checkpoint(checkpoint: str | None, preset: Preset, kind: str, allow_random_weights: bool) -> Path | None:
@@ -229,14 +230,15 @@ def load_inference_model(
         head = model.eval_head
     elif head not in model.field.heads:
         raise InputError(f"unknown head {head!r}; this model has the heads {list(model.field.heads)}")
+    run_cfg = checkpoint_run_config(path) if path is not None else None
+    source = run_cfg if run_cfg is not None and OmegaConf.select(run_cfg, "data.image_size") else cfg
     if image_size is None:
-        run_cfg = checkpoint_run_config(path) if path is not None else None
-        source = run_cfg if run_cfg is not None and OmegaConf.select(run_cfg, "data.image_size") else cfg
         image_size = source.data.image_size
+    antialias = bool(OmegaConf.select(source, "data.antialias", default=False))
     torch_device = choose_device(device)
     log.info("rendering head %r at %s on %s", head, list(image_size), torch_device)
     return InferenceModel(
-        model.to(torch_device).eval(), head, (int(image_size[0]), int(image_size[1])), preset, torch_device
+        model.to(torch_device).eval(), head, (int(image_size[0]), int(image_size[1])), preset, torch_device, antialias
     )
 
 
@@ -378,6 +380,7 @@ def open_dataset(data_path: str | None, split: str, loaded: InferenceModel) -> K
         frame_count=1,
         return_stereo=False,
         return_fisheye=False,
+        antialias=loaded.antialias,
     )
 
 

@@ -175,12 +175,14 @@ def make_world(generator_args: list[str]) -> Path:
         data_path=root / "KITTI-360",
         split_path=root / "KITTI-360" / "splits" / "train_files.txt",
         return_depth=True,
+        antialias=synthetic_antialias(),
     )
     kitti_raw = KittiRawDataset(
         data_path=root / "KITTI-Raw",
         pose_path=root / "KITTI-Raw" / "orb-slam_poses",
         split_path=root / "KITTI-Raw" / "splits" / "synthetic" / "train_files.txt",
         return_depth=True,
+        antialias=synthetic_antialias(),
     )
     with torch.no_grad():
         print(describe("KITTI-360 loader", kitti360, kitti360[0]))
@@ -190,10 +192,17 @@ def make_world(generator_args: list[str]) -> Path:
     return root
 
 
-def prepare_loader_cache(root: Path, budget: Budget, workers: int, quiet: bool) -> None:
-    """Resize / resample the KITTI-360 images once at the demo's size (skips what exists, so it resumes)."""
+def synthetic_antialias() -> bool:
+    """Whether the synthetic configs resize with antialiasing (``data.antialias`` of configs/data/synthetic_*)."""
+    return bool(compose_config("train_synthetic_bts").data.antialias)
+
+
+def prepare_loader_cache(root: Path, budget: Budget, workers: int, quiet: bool, antialias: bool | None = None) -> None:
+    """Resize / resample the KITTI-360 images once at the demo's size (skips what exists, so it resumes);
+    ``antialias`` None: as the synthetic configs do."""
     start = time.perf_counter()
-    report = preprocess(root / "KITTI-360", budget.image_size, workers=workers, progress=not quiet)
+    antialias = synthetic_antialias() if antialias is None else antialias
+    report = preprocess(root / "KITTI-360", budget.image_size, workers=workers, progress=not quiet, antialias=antialias)
     print(
         f"Loader cache at {budget.image_size}: {report.written} images written, {report.skipped} present "
         f"({time.perf_counter() - start:.1f} s)\n"

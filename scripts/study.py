@@ -65,6 +65,12 @@ class Variant:
     overrides: tuple[str, ...] = ()
     image_size: tuple[int, int] | None = None  # a different training size needs its own loader cache
     samples: int | None = None  # samples per ray in training, when it differs (also used for evaluation)
+    antialias: bool | None = None  # resizing of the views, when it differs from the synthetic configs' (its own cache)
+
+    @property
+    def data_overrides(self) -> tuple[str, ...]:
+        """The overrides that change what the views look like: evaluation reads its images the same way."""
+        return () if self.antialias is None else (f"data.antialias={str(self.antialias).lower()}",)
 
 
 VARIANTS = {
@@ -114,6 +120,14 @@ VARIANTS = {
             image_size=(128, 384),
         ),
         Variant("self_pretrained", "init", "encoder initialised from a longer BTS run (a stand-in for ImageNet)"),
+        Variant(
+            "aliased",
+            "resizing",
+            "views resized as officially (cv2 INTER_LINEAR, one bilinear fisheye sample per pixel) instead of "
+            "antialiased: at 64 x 192 that skips most of the rendered pixels",
+            ("data.antialias=false",),
+            antialias=False,
+        ),
     )
 }
 
@@ -176,7 +190,14 @@ def trunk_init(root: Path, budget: Budget, pretrained: Path, seed: int, out: Pat
 
 
 def score_checkpoints(
-    root: Path, out: Path, runs: Path, budget: Budget, split_file: Path, device: str, samples: int | None
+    root: Path,
+    out: Path,
+    runs: Path,
+    budget: Budget,
+    split_file: Path,
+    device: str,
+    samples: int | None,
+    data_overrides: tuple[str, ...] = (),
 ) -> dict[int, dict]:
     """Exact occupancy of every kept checkpoint of the run ``out`` on the frames of ``split_file``."""
     scores = {}
@@ -189,6 +210,7 @@ def score_checkpoints(
             "eval.save_worst=0",
             "eval.baselines=[empty,depth]",
             *([f"model.samples_per_ray={samples}"] if samples else []),
+            *data_overrides,
         )
         run = EvalRun(f"{out.parent.name}/{out.name}@{iteration}", "bts", "eval_synthetic_occ", overrides)
         target = runs / "eval" / out.parent.name / out.name / f"it{iteration}"
@@ -586,8 +608,9 @@ def main(argv=None) -> dict:
         ]
     results: dict[str, dict] = {}
     for variant in variants:
-        if variant.image_size is not None:
-            prepare_loader_cache(root, replace(budget, image_size=variant.image_size), args.workers, quiet=True)
+        if variant.image_size is not None or variant.antialias is not None:
+            sized = replace(budget, image_size=variant.image_size or budget.image_size)
+            prepare_loader_cache(root, sized, args.workers, quiet=True, antialias=variant.antialias)
         runs = []
         for seed in args.seeds:
             extra: tuple[str, ...] = ()
@@ -597,7 +620,9 @@ def main(argv=None) -> dict:
                 init = trunk_init(root, budget, args.pretrained_from, seed, run_dir(args.runs, variant, seed))
                 extra = (f"trainer.init_from={init}",)
             out = train_variant(root, args.runs, budget, variant, seed, args.iters, args.eval_every, device, extra)
-            scores = score_checkpoints(root, out, args.runs, budget, score_split, device, variant.samples)
+            scores = score_checkpoints(
+                root, out, args.runs, budget, score_split, device, variant.samples, variant.data_overrides
+            )
             runs.append(run_record(out, scores))
         results[variant.name] = {"what": variant.what, "group": variant.group, "iters": args.iters, "runs": runs}
         print(f"[{variant.name}] {json.dumps(final_row(runs))}")

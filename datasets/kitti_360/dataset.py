@@ -72,6 +72,7 @@ class Kitti360Dataset(Dataset):
         return_depth: bool = False,
         preprocessed: bool | Literal["auto"] = "auto",
         max_cached_scans: int = 64,
+        antialias: bool = False,
     ):
         if fisheye_model not in ("official", "exact"):
             raise ValueError(f"fisheye_model must be 'official' or 'exact', got {fisheye_model!r}")
@@ -85,6 +86,7 @@ class Kitti360Dataset(Dataset):
         self.fisheye_rotation = (float(fisheye_rotation[0]), float(fisheye_rotation[1]))
         self.color_aug = color_aug
         self.return_depth = return_depth
+        self.antialias = bool(antialias)
 
         self.layout = Kitti360Layout(Path(data_path), None if pose_path is None else Path(pose_path))
         self.data_path, self.split_path = self.layout.root, split_path
@@ -107,7 +109,13 @@ class Kitti360Dataset(Dataset):
             self._datapoints = self._datapoints_from_split(split)
 
         self._reader = ViewReader(
-            self.layout, self.calibration, self.image_size, self.fisheye_rotation, fisheye_model, preprocessed
+            self.layout,
+            self.calibration,
+            self.image_size,
+            self.fisheye_rotation,
+            fisheye_model,
+            preprocessed,
+            antialias,
         )
         self._reader.choose_sources(self._needed_frames())
         self._scans = ScanCache(max_cached_scans)
@@ -119,7 +127,9 @@ class Kitti360Dataset(Dataset):
         self._frame_ids[sequence] = ids
         self._index_of[sequence] = {int(f): i for i, f in enumerate(ids)}
         self._imu_to_world[sequence] = imu_to_world
-        cache = self.layout.cache_folder(sequence, "00", self.image_size, self.fisheye_rotation)
+        cache = self.layout.cache_folder(
+            sequence, "00", self.image_size, self.fisheye_rotation, antialias=self.antialias
+        )
         on_disk = list_frames(self.layout.raw_folder(sequence, "00")) | list_frames(cache)
         posed = {frame_name(int(f)) for f in ids}
         logger.info(

@@ -18,19 +18,43 @@ from torch import Tensor
 from datasets.calibration import DatasetError
 from datasets.io import read_rgb
 from datasets.kitti_360.calibration import Kitti360Calibration
-from datasets.kitti_360.fisheye import FisheyeModel, fisheye_sampling_grid, resample_fisheye
+from datasets.kitti_360.fisheye import FisheyeModel, antialias_factor, fisheye_sampling_grid, resample_fisheye
 from datasets.kitti_360.layout import HINT_IMAGES, PERSPECTIVE_CAMERAS, Kitti360Layout, frame_name, preprocess_hint
 
 logger = logging.getLogger(__name__)
 
 
-def resize_perspective(image: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
-    """uint8 RGB (h, w, 3) -> float32 colours in [0, 1] at ``image_size`` = (H, W), cv2 INTER_LINEAR."""
+def resize_perspective(image: np.ndarray, image_size: tuple[int, int], antialias: bool = False) -> np.ndarray:
+    """uint8 RGB (h, w, 3) -> float32 colours in [0, 1] at ``image_size`` = (H, W).
+
+    cv2 INTER_LINEAR as officially; ``antialias``: INTER_AREA, the mean over each target pixel's footprint, which
+    does not alias when shrinking by more than 2 (INTER_LINEAR reads 2 x 2 source pixels per target pixel and
+    skips the rest). Both place target pixel ``j`` at source ``(j + 0.5) w / W - 0.5``.
+    """
     colors = image.astype(np.float32) / 255.0
     H, W = image_size
     if colors.shape[:2] == (H, W):
         return colors
-    return cv2.resize(colors, (W, H), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(colors, (W, H), interpolation=cv2.INTER_AREA if antialias else cv2.INTER_LINEAR)
+
+
+def fisheye_grid(
+    calibration: Kitti360Calibration,
+    camera: str,
+    image_size: tuple[int, int],
+    model: FisheyeModel,
+    antialias: bool,
+) -> tuple[Tensor, int]:
+    """The sampling grid of fisheye ``camera`` at ``image_size`` and its supersampling factor (1 unless
+    ``antialias``, then enough samples per target pixel that no fisheye pixel is skipped)."""
+    mei, rotation = calibration.fisheye[camera], calibration.fisheye_rotation[camera]
+    grid = fisheye_sampling_grid(calibration.K_norm, image_size, mei, rotation, model)
+    if not antialias:
+        return grid, 1
+    supersample = antialias_factor(grid, mei)
+    if supersample > 1:
+        grid = fisheye_sampling_grid(calibration.K_norm, image_size, mei, rotation, model, supersample)
+    return grid, supersample
 
 
 def to_uint8(colors: np.ndarray) -> np.ndarray:
@@ -58,6 +82,7 @@ class ViewReader:
         fisheye_rotation: tuple[float, float],
         fisheye_model: FisheyeModel,
         preprocessed: bool | str,
+        antialias: bool = False,
     ):
         if preprocessed not in (True, False, "auto"):
             raise ValueError(f"preprocessed must be True, False or 'auto', got {preprocessed!r}")
@@ -67,12 +92,16 @@ class ViewReader:
         self.fisheye_rotation = fisheye_rotation
         self.fisheye_model = fisheye_model
         self.preprocessed = preprocessed
+        self.antialias = antialias
+        self._supersample: dict[str, int] = {}
         self._use_cache: dict[tuple[str, str], bool] = {}
         self._grids: dict[str, Tensor] = {}
-        self._hint = preprocess_hint(layout.root, image_size, fisheye_rotation, fisheye_model)
+        self._hint = preprocess_hint(layout.root, image_size, fisheye_rotation, fisheye_model, antialias)
 
     def cache_folder(self, sequence: str, camera: str) -> Path:
-        return self.layout.cache_folder(sequence, camera, self.image_size, self.fisheye_rotation, self.fisheye_model)
+        return self.layout.cache_folder(
+            sequence, camera, self.image_size, self.fisheye_rotation, self.fisheye_model, self.antialias
+        )
 
     def choose_sources(self, needed: dict[tuple[str, str], set[int]]) -> None:
         """Decide, per (sequence, camera), cache or on the fly; log the choice once.
@@ -113,17 +142,13 @@ class ViewReader:
     def uses_cache(self, sequence: str, camera: str) -> bool:
         return self._use_cache.get((sequence, camera), False)
 
-    def fisheye_grid(self, camera: str) -> Tensor:
-        """The sampling grid of a fisheye camera (computed once, same for every frame)."""
+    def fisheye_grid(self, camera: str) -> tuple[Tensor, int]:
+        """The sampling grid of a fisheye camera and its supersampling (computed once, same for every frame)."""
         if camera not in self._grids:
-            self._grids[camera] = fisheye_sampling_grid(
-                self.calibration.K_norm,
-                self.image_size,
-                self.calibration.fisheye[camera],
-                self.calibration.fisheye_rotation[camera],
-                self.fisheye_model,
+            self._grids[camera], self._supersample[camera] = fisheye_grid(
+                self.calibration, camera, self.image_size, self.fisheye_model, self.antialias
             )
-        return self._grids[camera]
+        return self._grids[camera], self._supersample[camera]
 
     def read(self, sequence: str, camera: str, frame_id: int) -> Tensor:
         """Colours (3, H, W) float32 in [0, 1] of camera ``camera`` at frame number ``frame_id``."""
@@ -138,11 +163,11 @@ class ViewReader:
         image = read_rgb(path, HINT_IMAGES)
         if camera in PERSPECTIVE_CAMERAS:
             self.check_size(path, image, self.calibration.perspective_size, "perspective.txt (S_rect_00)")
-            return torch.from_numpy(resize_perspective(image, self.image_size)).permute(2, 0, 1)
+            return torch.from_numpy(resize_perspective(image, self.image_size, self.antialias)).permute(2, 0, 1)
         mei = self.calibration.fisheye[camera]
         self.check_size(path, image, (mei.height, mei.width), f"image_{camera}.yaml")
         colors = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
-        return resample_fisheye(colors, self.fisheye_grid(camera))
+        return resample_fisheye(colors, *self.fisheye_grid(camera))
 
     @staticmethod
     def check_size(path: Path, image: np.ndarray, size: tuple[int, int], source: str) -> None:

@@ -25,13 +25,18 @@ HINT_SCANS = "Download data_3d_raw (velodyne scans) from the KITTI-360 website."
 
 
 def preprocess_hint(
-    data_path: Path, image_size: tuple[int, int], rotation: tuple[float, float], model: str = "official"
+    data_path: Path,
+    image_size: tuple[int, int],
+    rotation: tuple[float, float],
+    model: str = "official",
+    antialias: bool = False,
 ) -> str:
     """The command that fills the cache for this configuration."""
     return (
         f"Run: python -m datasets.kitti_360.preprocess -d {data_path} --size {image_size[0]} {image_size[1]} "
         f"--fisheye-rotation {rotation[0]:g} {rotation[1]:g}"
         + ("" if model == "official" else f" --fisheye-model {model}")
+        + (" --antialias" if antialias else "")
     )
 
 
@@ -39,17 +44,24 @@ def frame_name(frame_id: int, suffix: str = ".png") -> str:
     return f"{frame_id:010d}{suffix}"
 
 
-def perspective_cache_folder(image_size: tuple[int, int]) -> str:
-    """``data_192x640`` for ``image_size = (192, 640)`` (official name, so existing caches work)."""
-    return f"data_{image_size[0]}x{image_size[1]}"
+ANTIALIAS_SUFFIX = "_antialiased"
 
 
-def fisheye_cache_folder(image_size: tuple[int, int], rotation: tuple[float, float], model: str = "official") -> str:
+def perspective_cache_folder(image_size: tuple[int, int], antialias: bool = False) -> str:
+    """``data_192x640`` for ``image_size = (192, 640)`` (official name, so existing caches work); antialiased
+    resizing gets an ``_antialiased`` suffix."""
+    return f"data_{image_size[0]}x{image_size[1]}" + (ANTIALIAS_SUFFIX if antialias else "")
+
+
+def fisheye_cache_folder(
+    image_size: tuple[int, int], rotation: tuple[float, float], model: str = "official", antialias: bool = False
+) -> str:
     """``data_192x640_0x-15`` for ``(192, 640)`` and rotation ``(0, -15)`` (yaw x pitch).
 
-    The official resampling keeps the official name; the exact MEI model gets an ``_exact`` suffix.
+    The official resampling keeps the official name; the exact MEI model gets an ``_exact`` suffix, antialiased
+    resampling ``_antialiased``.
     """
-    suffix = "" if model == "official" else f"_{model}"
+    suffix = ("" if model == "official" else f"_{model}") + (ANTIALIAS_SUFFIX if antialias else "")
     return f"data_{image_size[0]}x{image_size[1]}_{rotation[0]:g}x{rotation[1]:g}{suffix}"
 
 
@@ -85,10 +97,11 @@ class Kitti360Layout:
         image_size: tuple[int, int],
         rotation: tuple[float, float],
         model: str = "official",
+        antialias: bool = False,
     ) -> Path:
         if camera in PERSPECTIVE_CAMERAS:
-            return self.camera_dir(sequence, camera) / perspective_cache_folder(image_size)
-        return self.camera_dir(sequence, camera) / fisheye_cache_folder(image_size, rotation, model)
+            return self.camera_dir(sequence, camera) / perspective_cache_folder(image_size, antialias)
+        return self.camera_dir(sequence, camera) / fisheye_cache_folder(image_size, rotation, model, antialias)
 
     def scan_file(self, sequence: str, frame_id: int) -> Path:
         return self.scans_root / sequence / "velodyne_points" / "data" / frame_name(frame_id, ".bin")

@@ -18,12 +18,29 @@ from tqdm import tqdm
 
 from datasets.sample import collate
 from models.frame_roles import resolve_encoder_views
-from utils.checkpoints import load_model
+from utils.checkpoints import checkpoint_run_config, load_model, resolve_checkpoint
 from utils.evaluation.common import choose_device
 from utils.evaluation.report import format_table, git_commit, save_maps, write_csv, write_json
 from utils.metrics import FrameAverage
 
 log = logging.getLogger(__name__)
+
+
+def warn_on_other_resizing(cfg: DictConfig) -> None:
+    """A model sees its inputs resized as in training: say so when the evaluation resizes differently."""
+    if cfg.checkpoint is None:
+        return
+    run_cfg = checkpoint_run_config(resolve_checkpoint(cfg.checkpoint))
+    trained = OmegaConf.select(run_cfg, "data.antialias", default=None) if run_cfg is not None else None
+    used = OmegaConf.select(cfg, "eval.dataset.antialias", default=None)
+    if trained is not None and used is not None and bool(trained) != bool(used):
+        log.warning(
+            "the checkpoint was trained on views resized with antialias=%s, this evaluation reads them with "
+            "antialias=%s; set data.antialias=%s to evaluate it on the images it was trained on",
+            trained,
+            used,
+            str(trained).lower(),
+        )
 
 
 def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, float]:
@@ -38,6 +55,7 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, float]:
         raise ValueError(f"eval_head {cfg.eval_head!r} is not one of the model's heads {list(model.field.heads)}")
 
     encoder_views = resolve_encoder_views(cfg.encoder_views)
+    warn_on_other_resizing(cfg)
     evaluator = instantiate(cfg.eval, _convert_="all")  # the protocol (_target_) with its dataset
     dataset = evaluator.dataset
     if evaluator.max_frames is not None:

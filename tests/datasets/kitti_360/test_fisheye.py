@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from datasets.kitti_360 import Kitti360Dataset
-from datasets.kitti_360.fisheye import fisheye_sampling_grid, resample_fisheye
+from datasets.kitti_360.fisheye import antialias_factor, fisheye_sampling_grid, resample_fisheye
 from datasets.mei import MeiCamera
 from tests.datasets.kitti_360.world import FISH_SIZE, FISHEYE, P_RECT, PERSP_H, PERSP_W
 from utils.geometry import fisheye_virtual_rotation, normalize_intrinsics
@@ -87,6 +87,52 @@ def test_resample_fisheye_keeps_uniform_colours_and_output_shape():
 def test_loader_builds_each_camera_grid_once(world):
     ds = Kitti360Dataset(world, image_size=(24, 88), fisheye_model="exact")
     ds[0]
-    grid = ds._reader.fisheye_grid("02")
+    grid, supersample = ds._reader.fisheye_grid("02")
     ds[1]
-    assert ds._reader.fisheye_grid("02") is grid and set(ds._reader._grids) == {"02", "03"}
+    assert ds._reader.fisheye_grid("02")[0] is grid and set(ds._reader._grids) == {"02", "03"}
+    assert supersample == 1  # one sample per pixel unless antialias is asked for
+
+
+def checkerboard(size: int) -> torch.Tensor:
+    """(3, size, size): black and white alternating every pixel, the highest frequency an image holds."""
+    v, u = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    return ((u + v) % 2).float().expand(3, size, size)
+
+
+def test_supersampling_factor_follows_the_fisheye_pixels_per_target_pixel():
+    cam, R = camera("02"), fisheye_virtual_rotation(0.0, -15.0)
+    factors = [antialias_factor(fisheye_sampling_grid(K_NORM, size, cam, R), cam) for size in [(8, 24), TARGET]]
+    # neighbouring target pixels lie further apart in the fisheye at 8 x 24 than at 48 x 160
+    assert factors[0] > factors[1] >= 1
+    assert antialias_factor(fisheye_sampling_grid(K_NORM, (8, 24), cam, R), cam, limit=3) == 3
+
+
+@pytest.mark.parametrize("model", ["official", "exact"])
+def test_supersampled_blocks_are_centred_on_the_target_pixel(model):
+    """Averaging a pixel's s x s block of a coordinate ramp reads the fisheye where that pixel's own sample does
+    (up to the curvature of the projection across one pixel): supersampling blurs, it does not shift."""
+    cam, R, size = camera("02"), fisheye_virtual_rotation(0.0, -15.0), (12, 40)
+    image = coordinate_image(FISH_SIZE)
+    single = resample_fisheye(image, fisheye_sampling_grid(K_NORM, size, cam, R, model))
+    s = 4
+    grid = fisheye_sampling_grid(K_NORM, size, cam, R, model, supersample=s)
+    assert grid.shape == (1, size[0] * s, size[1] * s, 2)
+    averaged = resample_fisheye(image, grid, supersample=s)
+    assert averaged.shape == single.shape
+    shift = (averaged[:2] - single[:2]).abs() * (FISH_SIZE - 1)  # fisheye pixels
+    pitch = (single[:2, :, 1:] - single[:2, :, :-1]).abs().amax() * (FISH_SIZE - 1)  # one target pixel
+    assert shift.amax() < 0.05 * pitch
+
+
+def test_antialiased_resampling_does_not_alias_the_finest_pattern():
+    """A one-pixel checkerboard averages to grey when every fisheye pixel under a target pixel is read; one
+    bilinear sample per target pixel returns whatever phase it lands on (0 ... 1): noise that differs between
+    views of the same surface."""
+    cam, R, size = camera("03"), fisheye_virtual_rotation(0.0, -15.0), (12, 40)
+    image = checkerboard(FISH_SIZE)
+    plain = resample_fisheye(image, fisheye_sampling_grid(K_NORM, size, cam, R))
+    s = antialias_factor(fisheye_sampling_grid(K_NORM, size, cam, R), cam)
+    smooth = resample_fisheye(image, fisheye_sampling_grid(K_NORM, size, cam, R, supersample=s), supersample=s)
+    # measured: 0.163 plain, 0.036 supersampled (a box of s x s bilinear reads leaves a little of the pattern)
+    assert plain.std() > 0.1
+    assert smooth.std() < 0.3 * plain.std() and (smooth.mean() - 0.5).abs() < 0.02

@@ -2,23 +2,45 @@
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 
 from datasets.calibration import DatasetError
+from datasets.io import write_rgb
 from datasets.kitti_360 import Kitti360Dataset
+from datasets.kitti_360.images import resize_perspective
 from datasets.kitti_360.layout import fisheye_cache_folder, perspective_cache_folder
 from datasets.kitti_360.preprocess import main, preprocess
-from tests.datasets.kitti_360.world import FRAMES, SEQ_A, SEQ_B
+from tests.datasets.kitti_360.world import FRAMES, PERSP_H, PERSP_W, SEQ_A, SEQ_B
 
 SIZE = (24, 88)
 IMAGES = 4 * sum(len(f) for f in FRAMES.values())  # every raw image of every camera
+
+
+def board(height: int, width: int) -> np.ndarray:
+    """uint8 RGB (height, width, 3): black and white alternating every pixel."""
+    v, u = np.mgrid[:height, :width]
+    return np.repeat((((u + v) % 2) * 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def test_antialiased_resize_averages_what_bilinear_skips():
+    """Shrinking 1408 x 376 to 192 x 64: INTER_LINEAR reads 2 x 2 of the ~7 x 6 source pixels under a target pixel
+    (a one-pixel checkerboard comes out as noise), INTER_AREA their mean (grey); same size: untouched."""
+    image = board(376, 1408)
+    official, antialiased = resize_perspective(image, (64, 192)), resize_perspective(image, (64, 192), antialias=True)
+    assert official.shape == antialiased.shape == (64, 192, 3) and official.dtype == np.float32
+    assert official.std() > 0.1
+    assert antialiased.std() < 0.3 * official.std() and abs(antialiased.mean() - 0.5) < 0.02
+    assert np.array_equal(resize_perspective(image, (376, 1408), antialias=True), image / np.float32(255))
 
 
 def test_cache_folder_names_match_the_official_ones():
     assert perspective_cache_folder((192, 640)) == "data_192x640"
     assert fisheye_cache_folder((192, 640), (0.0, -15.0)) == "data_192x640_0x-15"
     assert fisheye_cache_folder((192, 640), (0, -7.5), "exact") == "data_192x640_0x-7.5_exact"
+    assert perspective_cache_folder((64, 192), antialias=True) == "data_64x192_antialiased"
+    assert fisheye_cache_folder((64, 192), (0, -15), "exact", antialias=True) == "data_64x192_0x-15_exact_antialiased"
 
 
 def test_preprocess_writes_the_folders_and_a_second_run_skips(world):
@@ -78,6 +100,31 @@ def test_exact_model_cache_is_separate(world):
     preprocess(world, SIZE, fisheye_model="exact", workers=1, sequences=[SEQ_B], progress=False)
     assert (world / "data_2d_raw" / SEQ_B / "image_02" / "data_24x88_0x-15_exact" / "0000000000.png").is_file()
     assert not (world / "data_2d_raw" / SEQ_B / "image_02" / "data_24x88_0x-15").exists()
+
+
+def test_antialiased_cache_is_separate_and_the_loader_reads_it(world, caplog):
+    """``--antialias`` writes its own folders (an official cache next to it stays valid) and a loader with
+    ``antialias=True`` reads them, with what it would compute on the fly."""
+    small = (8, 22)  # the test world's 176 x 47 images shrunk 8x: bilinear reads 2 x 2 of ~8 x 6 pixels
+    # view 0 of sample 3 is frame 4 of SEQ_A: give it pixel noise, detail far finer than the target
+    noise = np.random.default_rng(0).integers(0, 256, size=(PERSP_H, PERSP_W, 3), dtype=np.uint8)
+    write_rgb(world / "data_2d_raw" / SEQ_A / "image_00" / "data_rect" / "0000000004.png", noise)
+    live = Kitti360Dataset(world, image_size=small, antialias=True)[3]
+    official = Kitti360Dataset(world, image_size=small)[3]
+    assert live.images[0].std() < 0.5 * official.images[0].std()  # the mean of ~48 pixels against ~4
+    main(["-d", str(world), "--size", "8", "22", "--workers", "1", "--antialias", "--sequences", SEQ_A, SEQ_B])
+    for camera, folder in [("00", "data_8x22_antialiased"), ("02", "data_8x22_0x-15_antialiased")]:
+        assert len(list((world / "data_2d_raw" / SEQ_A / f"image_{camera}" / folder).iterdir())) == len(FRAMES[SEQ_A])
+    assert not (world / "data_2d_raw" / SEQ_A / "image_00" / "data_8x22").exists()
+    with caplog.at_level(logging.INFO, logger="datasets.kitti_360"):
+        cached = Kitti360Dataset(world, image_size=small, antialias=True, preprocessed=True)[3]
+    assert "using the preprocessed cache for 8 of 8" in caplog.text
+    assert torch.allclose(cached.images, live.images, atol=2.5 / 255)
+    # the official cache of that size does not stand in for it
+    preprocess(world, small, workers=1, progress=False)
+    (world / "data_2d_raw" / SEQ_A / "image_00" / "data_8x22_antialiased" / "0000000000.png").unlink()
+    with pytest.raises(DatasetError, match=r"data_8x22_antialiased/0000000000\.png.*\nRun: .* --antialias"):
+        Kitti360Dataset(world, image_size=small, antialias=True, preprocessed=True)
 
 
 @pytest.mark.slow  # spawns two interpreters that import torch (~10 s)
