@@ -470,15 +470,16 @@ def study_tables(results: dict[str, dict], at: list[int] | None) -> str:
     return "\n\n".join(f"At iteration {it}:\n\n" + study_table(results, it) for it in at)
 
 
-def plot_group(path: Path, title: str, entries: dict[str, dict]) -> None:
-    """Learning curves of the variants of one group (mean over seeds; thin lines: each seed)."""
+def plot_group(path: Path, title: str, entries: dict[str, dict], scored_on: str = "validation") -> None:
+    """Learning curves of the variants of one group (mean over seeds; thin lines: each seed); ``scored_on`` names
+    the frames the exact scores come from."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = [("loss", "training loss (moving average)"), ("val_abs_rel", "validation abs_rel")]
-    panels += [(key, f"exact {t} (validation)") for key, t in METRICS]
+    panels += [(key, f"exact {t} ({scored_on})") for key, t in METRICS]
     fig, axes = plt.subplots(2, 4, figsize=(18, 8))
     axes = axes.ravel()
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -602,8 +603,15 @@ def main(argv=None) -> dict:
         score_split = val_split
     if args.set or args.tag:
         suffix = f"+{args.tag}" if args.tag else ""
+        antialias = [o.split("=", 1)[1].lower() == "true" for o in args.set if o.startswith("data.antialias=")]
         variants = [
-            replace(v, name=v.name + suffix, what=" ".join([v.what, *args.set]), overrides=(*v.overrides, *args.set))
+            replace(
+                v,
+                name=v.name + suffix,
+                what=" ".join([v.what, *args.set]),
+                overrides=(*v.overrides, *args.set),
+                antialias=antialias[-1] if antialias else v.antialias,  # its cache, and evaluation reads the same
+            )
             for v in variants
         ]
     results: dict[str, dict] = {}
@@ -637,7 +645,8 @@ def main(argv=None) -> dict:
     groups = sorted({entry["group"] for entry in merged.values()})
     for group in groups:
         members = {k: v for k, v in merged.items() if v["group"] == group}
-        plot_group(args.media / f"{name}_{group}.png", f"{name}: {group}", {**baseline, **members})
+        scored_on = "the training frames" if args.overfit else "validation"
+        plot_group(args.media / f"{name}_{group}.png", f"{name}: {group}", {**baseline, **members}, scored_on)
     print("\n" + study_tables(merged, args.table_at))
     return merged
 

@@ -32,8 +32,10 @@ def test_the_whole_story_at_tiny_size_and_a_rerun_resumes(synthetic_root, tmp_pa
     H, W = budget.image_size
     raw = world / "KITTI-360" / "data_2d_raw"
     for camera, folder in (("image_00", f"data_{H}x{W}"), ("image_02", f"data_{H}x{W}_0x-15")):
-        # every frame of the small world (one sequence, 40 frames), resized / resampled once
-        assert len(list(raw.glob(f"*/{camera}/{folder}/*.png"))) == 40
+        # every frame of the small world (one sequence, 40 frames), resized / resampled once, antialiased as the
+        # synthetic configs read them (and only so)
+        assert len(list(raw.glob(f"*/{camera}/{folder}_antialiased/*.png"))) == 40
+        assert not list(raw.glob(f"*/{camera}/{folder}/*.png"))
     assert "Loader cache at" in capsys.readouterr().out
 
     # three trainings: teacher, student initialised from it, BTS at the same number of updates
