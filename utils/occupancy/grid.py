@@ -136,7 +136,9 @@ def bird_eye_profile(sigma: Tensor, invalid: Tensor, sigma_sum: float = PROFILE_
     return (torch.cumsum(sigma, dim=0) <= sigma_sum).to(sigma.dtype).mean(dim=0)
 
 
-def render_profile(density_fn: DensityFn, level_to_world: Tensor, res: Sequence[int] = PROFILE_RES) -> Tensor:
+def render_profile(
+    density_fn: DensityFn, level_to_world: Tensor, res: Sequence[int] = PROFILE_RES, block: int = 8
+) -> Tensor:
     """Bird's-eye profile (Z, X) in [0, 1] (1 = free, far at the top) of a density callable
     ``points_world (N, 3) -> (sigma (N,), invalid (N,))`` (e.g. :meth:`DensityField.density_fn`) on the official
     grid at ``res`` = (X, Z, Y) (official: 256, 256, 64).
@@ -144,14 +146,33 @@ def render_profile(density_fn: DensityFn, level_to_world: Tensor, res: Sequence[
     ``level_to_world`` (4, 4) places the levelled frame in the world. The official threshold (cumulative sigma <= 8
     over 64 height slices) is scaled to ``Y`` slices, so that it stands for the same density integral over the
     0.75 m band.
+
+    The value equals :func:`bird_eye_profile` of every point's density, but a column stops being queried once its
+    cumulative sum has passed the threshold (densities are >= 0, so none of its lower slices can count again):
+    slices go ``block`` at a time from the top, and only the columns still under the threshold are asked. How much
+    that saves depends on the scene: every column over solid ground or an object stops early, free road does not.
     """
     x_res, z_res, y_res = (int(r) for r in res)
-    grid = profile_grid(res=(x_res, z_res, y_res))
-    points = transform(level_to_world, grid.reshape(-1, 3))
-    sigma, invalid = density_fn(points)
+    grid = profile_grid(res=(x_res, z_res, y_res))  # (Y, Z, X, 3)
+    points = transform(level_to_world, grid.reshape(-1, 3)).reshape(y_res, z_res * x_res, 3)
     sigma_sum = PROFILE_SIGMA_SUM * (y_res - 1) / (PROFILE_RES[2] - 1)
-    shape = grid.shape[:3]
-    return bird_eye_profile(sigma.reshape(shape), invalid.reshape(shape), sigma_sum)
+    # As torch.cumsum on a CPU: float64 running sums, each compared after rounding to float32.
+    running = torch.zeros(z_res * x_res, dtype=torch.float64)
+    free = torch.zeros(z_res * x_res, dtype=torch.int64)  # slices whose cumulative sum is still <= sigma_sum
+    active = torch.arange(z_res * x_res)  # columns not yet past the threshold
+    for top in range(0, y_res, block):
+        rows = points[top : top + block, active]  # (b, A, 3)
+        sigma, invalid = density_fn(rows.reshape(-1, 3))
+        sigma = torch.where(invalid, torch.ones_like(sigma), sigma).reshape(rows.shape[:2]).cpu()
+        column_sum, column_free = running[active], free[active]
+        for values in sigma.to(torch.float64):
+            column_sum = column_sum + values
+            column_free += (column_sum.to(torch.float32) <= sigma_sum).to(torch.int64)
+        running[active], free[active] = column_sum, column_free
+        active = active[column_sum.to(torch.float32) <= sigma_sum]
+        if active.numel() == 0:
+            break
+    return (free.to(torch.float32) / y_res).reshape(z_res, x_res)
 
 
 def transform(T: Tensor, points: Tensor) -> Tensor:

@@ -5,7 +5,16 @@ import math
 import pytest
 import torch
 
-from utils.occupancy.grid import QueryGrid, bird_eye_profile, cam_to_level, level_to_cam, transform
+from utils.occupancy.grid import (
+    PROFILE_SIGMA_SUM,
+    QueryGrid,
+    bird_eye_profile,
+    cam_to_level,
+    level_to_cam,
+    profile_grid,
+    render_profile,
+    transform,
+)
 
 
 def test_camera_pitched_down_looks_down_in_the_levelled_frame():
@@ -48,6 +57,35 @@ def test_bird_eye_profile():
     invalid = torch.tensor([False, False, False, True]).view(4, 1, 1)
     # cumulative sums 3, 7, 9, 10 -> two of four slices <= 8
     assert bird_eye_profile(sigma, invalid).item() == 0.5
+
+
+@pytest.mark.parametrize("block", [1, 3, 8, 64])
+def test_render_profile_stops_columns_past_the_threshold_and_answers_the_same(block):
+    """The early stop per column changes which points are asked, not the profile: it equals bird_eye_profile of
+    every point's density (exactly), on a field with dense, sparse and invalid parts; columns that pass the
+    threshold near the top are not asked for their lower slices."""
+    asked = []
+
+    def field(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # a pure function of each point
+        asked.append(len(points))
+        x, y, z = points.double().unbind(-1)
+        sigma = (torch.sin(1.7 * x) * torch.cos(0.9 * z) * 3.0 + 1.0 + 2.0 * y).clamp_min(0.0).float()
+        return sigma, (x > 7.5) & (y > 0.5)
+
+    res = (40, 30, 16)
+    T = level_to_cam()
+    profile = render_profile(field, T, res, block=block)
+    grid = profile_grid(res=res)  # (Y, Z, X, 3)
+    sigma, invalid = field(transform(T, grid.reshape(-1, 3)))
+    sigma_sum = PROFILE_SIGMA_SUM * (res[2] - 1) / 63
+    expected = bird_eye_profile(sigma.reshape(grid.shape[:3]), invalid.reshape(grid.shape[:3]), sigma_sum)
+    assert profile.shape == (30, 40) and torch.equal(profile, expected)
+    assert 0.1 < (expected == 1).float().mean() < 0.9 and (expected < 0.5).any()  # both kinds of columns
+    queried = sum(asked[:-1])  # the last call is the reference's, over the whole grid
+    if block < res[2]:
+        assert queried < grid[..., 0].numel()  # saturated columns were not asked for their lower slices
+    else:
+        assert queried == grid[..., 0].numel()
 
 
 def test_the_configurable_grid_defaults_to_the_official_one():
