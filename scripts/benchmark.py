@@ -302,7 +302,11 @@ def build(model_kind, size, batch_size, *args, **kwargs):
     from hydra.utils import instantiate
     with initialize_config_dir(config_dir=str(B.REPO / "configs"), version_base=None):
         cfg = compose(config_name=B.MODEL_CONFIGS[model_kind], overrides=spec["overrides"])
-    return instantiate(cfg.model), instantiate(cfg.loss)
+    built = instantiate(cfg.model), instantiate(cfg.loss)
+    # revisions whose run_case builds the optimizer from the config take it from here too
+    return (*built, instantiate(cfg.trainer.optimizer)) if WITH_OPTIMIZER else built
+import inspect
+WITH_OPTIMIZER = "make_optimizer" in inspect.getsource(B.run_case)
 B.build = build
 names = {f.name for f in fields(B.Case)}
 case = B.Case(**{k: v for k, v in spec["case"].items() if k in names})

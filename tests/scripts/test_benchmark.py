@@ -122,3 +122,16 @@ def test_compare_rows_are_medians_and_old_over_new_ratios():
     assert (row["old_rest_s"], row["new_rest_s"]) == (4.0, 2.0)
     row = compare_row(case, "abc123", [{**r, "trunk_s": 2.0} for r in old], bf16)
     assert (row["old_trunk_s"], row["old_rest_s"]) == (2.0, 3.0)
+
+
+def test_compare_times_a_recent_revision_too():
+    """--compare checks the other revision out and runs its run_case with this benchmark's config: also for a
+    revision whose run_case builds the optimizer from the config (HEAD, here), not only for the old reference."""
+    from scripts.benchmark import compare
+
+    case = Case(model="bts", size="tiny", device="cpu", batch_size=1, bf16=False, warmup=0, iters=1)
+    (row,) = compare("HEAD", [case], rounds=1)
+    assert row["revision"] == "HEAD" and row["rounds"] == 1
+    for key in ("train_step_s_median", "render_image_s", "gen_img_custom_s"):
+        assert row[f"old_{key}"] > 0 and row[f"new_{key}"] > 0
+        assert row[f"ratio_{key}"] == row[f"old_{key}"] / row[f"new_{key}"]
