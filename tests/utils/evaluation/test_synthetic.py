@@ -134,3 +134,24 @@ def test_unknown_baseline_is_a_clear_error(world_frame):
         OccupancyEvaluator(dataset, baselines=["oracle"])
     with pytest.raises(ValueError, match="set eval.synthetic_root"):
         OccupancyEvaluator(dataset, volume_y_res=2)
+
+
+@pytest.mark.parametrize(
+    ("trained", "evaluated", "warns"), [(True, False, True), (True, True, False), (None, True, False)]
+)
+def test_evaluation_says_when_it_resizes_otherwise_than_training(tmp_path, caplog, trained, evaluated, warns):
+    """A model trained on antialiased views and evaluated on bilinear ones (or the reverse) is named, with the fix;
+    checkpoints from before the option (no data.antialias stored) say nothing."""
+    from omegaconf import OmegaConf
+
+    from utils.evaluation.run import warn_on_other_resizing
+
+    data = {} if trained is None else {"antialias": trained}
+    path = tmp_path / "training_checkpoint_1.pt"
+    torch.save({"model": {}, "config": OmegaConf.to_yaml(OmegaConf.create({"data": data}))}, path)
+    cfg = compose_config("eval_synthetic_occ", [f"checkpoint={path}", f"data.antialias={str(evaluated).lower()}"])
+    with caplog.at_level("WARNING", logger="utils.evaluation.run"):
+        warn_on_other_resizing(cfg)
+    assert ("trained on views resized with antialias=True" in caplog.text) is warns
+    if warns:
+        assert "set data.antialias=true" in caplog.text
