@@ -31,9 +31,10 @@ def warn_on_other_resizing(cfg: DictConfig) -> None:
     if cfg.checkpoint is None:
         return
     run_cfg = checkpoint_run_config(resolve_checkpoint(cfg.checkpoint))
-    trained = OmegaConf.select(run_cfg, "data.antialias", default=None) if run_cfg is not None else None
+    # official files and our checkpoints from before the option were trained on the official (bilinear) resizing
+    trained = bool(OmegaConf.select(run_cfg, "data.antialias", default=False)) if run_cfg is not None else False
     used = OmegaConf.select(cfg, "eval.dataset.antialias", default=None)
-    if trained is not None and used is not None and bool(trained) != bool(used):
+    if used is not None and trained != bool(used):
         log.warning(
             "the checkpoint was trained on views resized with antialias=%s, this evaluation reads them with "
             "antialias=%s; set data.antialias=%s to evaluate it on the images it was trained on",

@@ -137,11 +137,12 @@ def test_unknown_baseline_is_a_clear_error(world_frame):
 
 
 @pytest.mark.parametrize(
-    ("trained", "evaluated", "warns"), [(True, False, True), (True, True, False), (None, True, False)]
+    ("trained", "evaluated", "warns"),
+    [(True, False, True), (True, True, False), (None, True, True), (None, False, False), (False, False, False)],
 )
 def test_evaluation_says_when_it_resizes_otherwise_than_training(tmp_path, caplog, trained, evaluated, warns):
     """A model trained on antialiased views and evaluated on bilinear ones (or the reverse) is named, with the fix;
-    checkpoints from before the option (no data.antialias stored) say nothing."""
+    a checkpoint from before the option (no data.antialias stored) was trained on the official bilinear resizing."""
     from omegaconf import OmegaConf
 
     from utils.evaluation.run import warn_on_other_resizing
@@ -152,6 +153,7 @@ def test_evaluation_says_when_it_resizes_otherwise_than_training(tmp_path, caplo
     cfg = compose_config("eval_synthetic_occ", [f"checkpoint={path}", f"data.antialias={str(evaluated).lower()}"])
     with caplog.at_level("WARNING", logger="utils.evaluation.run"):
         warn_on_other_resizing(cfg)
-    assert ("trained on views resized with antialias=True" in caplog.text) is warns
+    assert ("the checkpoint was trained on views resized with antialias=" in caplog.text) is warns
     if warns:
-        assert "set data.antialias=true" in caplog.text
+        fix = "true" if trained else "false"
+        assert f"set data.antialias={fix} to evaluate it on the images it was trained on" in caplog.text
