@@ -57,6 +57,12 @@ SAFE_KEYS = (
 )
 SAFE_SUFFIXES = (".data_path", ".pose_path", ".split_dir")  # where the same data lies, not what it is
 TARGET_KEYS = ("trainer.max_iters", "trainer.num_epochs")
+# Keys added after runs were made, with the value an older run's config meant by leaving them out.
+IMPLICIT_DEFAULTS = {
+    "data.antialias": False,
+    "data.train.antialias": False,
+    "data.val.dataset.antialias": False,
+}
 
 
 class RunDirectoryError(RuntimeError):
@@ -167,6 +173,7 @@ def resume_config(stored_yaml: str, new: DictConfig, explicit: Collection[str] =
     old = _flatten(OmegaConf.to_container(stored, resolve=True))
     cur = _flatten(OmegaConf.to_container(new, resolve=True))
     missing = "<absent>"
+    old = {**{k: v for k, v in IMPLICIT_DEFAULTS.items() if k in cur}, **old}
     changed = {k: (old.get(k, missing), cur.get(k, missing)) for k in sorted(old.keys() | cur.keys())}
     changed = {k: v for k, v in changed.items() if v[0] != v[1]}
     unsafe = {k: v for k, v in changed.items() if not _is_safe(k)}

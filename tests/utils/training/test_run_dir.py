@@ -315,3 +315,20 @@ def test_the_progress_bar_counts_the_run_target_not_the_epoch(tmp_path, capsys):
     bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
     finals = [line for line in bar if line.startswith("train:")]
     assert finals and " 4/4 " in finals[-1]
+
+
+def test_a_run_from_before_data_antialias_resumes_with_the_resizing_it_had():
+    """Configs stored before the option lack its keys; they meant the official resizing (False): resuming with that
+    is the same run, resuming with antialiasing changes the data and is refused, naming the key."""
+    from omegaconf import OmegaConf
+
+    from utils.config import compose_config
+    from utils.training.run_dir import resume_config
+
+    old = OmegaConf.to_container(compose_config("train_synthetic_bts", ["data.antialias=false"]), resolve=True)
+    for section in (old["data"], old["data"]["train"], old["data"]["val"]["dataset"]):
+        del section["antialias"]
+    stored = OmegaConf.to_yaml(OmegaConf.create(old))
+    resume_config(stored, compose_config("train_synthetic_bts", ["data.antialias=false"]))
+    with pytest.raises(ResumeConfigError, match=r"data\.antialias: False -> True"):
+        resume_config(stored, compose_config("train_synthetic_bts"))
