@@ -15,8 +15,9 @@ Two models:
 
 Both read one bilinear sample per target pixel, which aliases once a target pixel covers several fisheye
 pixels (neighbouring pixels of the official 192 x 640 view lie 1.2 fisheye pixels apart in the median, 1.7 at
-most; those of a 64 x 192 view 3.9 and 5.6). ``supersample=s`` (the ``antialias`` option of the loader) reads an ``s x s`` block of samples spread
-over each target pixel's footprint and averages them (:func:`antialias_factor` picks ``s``).
+most; those of a 64 x 192 view 3.9 and 5.6). ``supersample=s`` (the ``antialias`` option of the loader) reads an
+``s x s`` block of samples spread over each target pixel's footprint and averages them (:func:`antialias_factor`
+picks ``s``).
 """
 
 from __future__ import annotations
