@@ -44,7 +44,7 @@ from models.density_field import EncodedScene
 from models.field_output import FieldOutput
 from models.rays import ImageRaySampler
 from models.rendering import RenderViews, render_image
-from utils.checkpoints import checkpoint_run_config, load_model, resolve_checkpoint
+from utils.checkpoints import load_model, resolve_checkpoint
 from utils.config import compose_config
 from utils.evaluation.common import choose_device
 from utils.occupancy.grid import PROFILE_RES, DensityFn, level_to_cam, render_profile
@@ -225,12 +225,11 @@ def load_inference_model(
     if path is None:  # random weights: ImageNet weights would only be a download
         model_cfg = model_cfg.copy()
         OmegaConf.update(model_cfg, "field.encoder.pretrained", False)
-    model, _ = load_model(model_cfg, path, allow_random_weights=path is None, use_checkpoint_config=True)
+    model, _, run_cfg = load_model(model_cfg, path, allow_random_weights=path is None, use_checkpoint_config=True)
     if head is None:
         head = model.eval_head
     elif head not in model.field.heads:
         raise InputError(f"unknown head {head!r}; this model has the heads {list(model.field.heads)}")
-    run_cfg = checkpoint_run_config(path) if path is not None else None
     source = run_cfg if run_cfg is not None and OmegaConf.select(run_cfg, "data.image_size") else cfg
     if image_size is None:
         image_size = source.data.image_size

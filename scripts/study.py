@@ -343,7 +343,7 @@ def objective_landscape(root: Path, checkpoint: Path, batches: int = 24, seed: i
 
     torch.manual_seed(seed)
     run_cfg = stored_run_config(read_checkpoint(checkpoint, ("model", "config")))
-    model, _ = load_model(run_cfg.model, checkpoint, allow_random_weights=False, use_checkpoint_config=True)
+    model = load_model(run_cfg.model, checkpoint, allow_random_weights=False, use_checkpoint_config=True).model
     model.eval()  # the model as it is evaluated (and no flip drawn)
     world = SyntheticRoot.load(root)
     loss_cfg = instantiate(run_cfg.loss)

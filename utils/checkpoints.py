@@ -18,7 +18,7 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from hydra.utils import instantiate
@@ -127,11 +127,6 @@ def stored_run_config(data: Mapping[str, Any]) -> DictConfig | None:
     return OmegaConf.create(config) if isinstance(config, str) else OmegaConf.create(dict(config))
 
 
-def checkpoint_run_config(path: str | Path) -> DictConfig | None:
-    """The whole run configuration stored in one of our checkpoints (None for official files)."""
-    return stored_run_config(read_checkpoint(Path(path), required=("model",)))
-
-
 def load_weights(
     model: nn.Module, data: Mapping[str, Any], source: Path, new_heads: tuple[str, ...] | list[str] = ()
 ) -> None:
@@ -169,11 +164,20 @@ def init_weights(model: nn.Module, path: str | Path, new_heads: tuple[str, ...] 
     return path
 
 
+class LoadedModel(NamedTuple):
+    """What :func:`load_model` gives: the model, the model config it was built from, and the run configuration
+    stored in the checkpoint (None for official files and random weights)."""
+
+    model: nn.Module
+    model_cfg: DictConfig
+    run_cfg: DictConfig | None
+
+
 def load_model(
     model_cfg: DictConfig, checkpoint: str | Path | None, allow_random_weights: bool, use_checkpoint_config: bool
-) -> tuple[nn.Module, DictConfig]:
+) -> LoadedModel:
     """Instantiate the model and load ``checkpoint`` (a file or a run directory, :func:`resolve_checkpoint`);
-    returns the model and the model config actually used.
+    returns the model, the model config actually used and the checkpoint's stored run configuration (read once).
 
     The architecture comes from the checkpoint where it says it: our checkpoints rebuild the model from their
     stored run configuration (``use_checkpoint_config``), official files set the ResNet depth. Without a
@@ -195,7 +199,7 @@ def load_model(
     model = instantiate(model_cfg)
     if data is not None:
         load_weights(model, data, source)
-    return model, model_cfg
+    return LoadedModel(model, model_cfg, stored_run_config(data) if data is not None else None)
 
 
 def _architecture_from_checkpoint(

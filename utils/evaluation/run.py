@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from datasets.sample import collate
 from models.frame_roles import resolve_encoder_views
-from utils.checkpoints import checkpoint_run_config, load_model, resolve_checkpoint
+from utils.checkpoints import load_model
 from utils.evaluation.common import choose_device
 from utils.evaluation.report import format_table, git_commit, save_maps, write_csv, write_json
 from utils.metrics import FrameAverage
@@ -26,11 +26,9 @@ from utils.metrics import FrameAverage
 log = logging.getLogger(__name__)
 
 
-def warn_on_other_resizing(cfg: DictConfig) -> None:
-    """A model sees its inputs resized as in training: say so when the evaluation resizes differently."""
-    if cfg.checkpoint is None:
-        return
-    run_cfg = checkpoint_run_config(resolve_checkpoint(cfg.checkpoint))
+def warn_on_other_resizing(run_cfg: DictConfig | None, cfg: DictConfig) -> None:
+    """A model sees its inputs resized as in training: say so when the evaluation ``cfg`` resizes otherwise than
+    the checkpoint's stored run configuration ``run_cfg`` (None: an official file)."""
     # official files and our checkpoints from before the option were trained on the official (bilinear) resizing
     trained = bool(OmegaConf.select(run_cfg, "data.antialias", default=False)) if run_cfg is not None else False
     used = OmegaConf.select(cfg, "eval.dataset.antialias", default=None)
@@ -50,13 +48,16 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, float]:
     output_dir.mkdir(parents=True, exist_ok=True)
     device = choose_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model, model_cfg = load_model(cfg.model, cfg.checkpoint, cfg.allow_random_weights, cfg.use_checkpoint_config)
+    model, model_cfg, run_cfg = load_model(
+        cfg.model, cfg.checkpoint, cfg.allow_random_weights, cfg.use_checkpoint_config
+    )
     model.to(device).eval()
     if cfg.eval_head not in model.field.heads:
         raise ValueError(f"eval_head {cfg.eval_head!r} is not one of the model's heads {list(model.field.heads)}")
 
     encoder_views = resolve_encoder_views(cfg.encoder_views)
-    warn_on_other_resizing(cfg)
+    if cfg.checkpoint is not None:
+        warn_on_other_resizing(run_cfg, cfg)
     evaluator = instantiate(cfg.eval, _convert_="all")  # the protocol (_target_) with its dataset
     dataset = evaluator.dataset
     if evaluator.max_frames is not None:

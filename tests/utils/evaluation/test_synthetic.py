@@ -138,22 +138,32 @@ def test_unknown_baseline_is_a_clear_error(world_frame):
 
 @pytest.mark.parametrize(
     ("trained", "evaluated", "warns"),
-    [(True, False, True), (True, True, False), (None, True, True), (None, False, False), (False, False, False)],
+    [
+        (True, False, True),
+        (True, True, False),
+        (None, True, True),
+        (None, False, False),
+        (False, False, False),
+        ("official", True, True),
+        ("official", False, False),
+    ],
 )
-def test_evaluation_says_when_it_resizes_otherwise_than_training(tmp_path, caplog, trained, evaluated, warns):
+def test_evaluation_says_when_it_resizes_otherwise_than_training(caplog, trained, evaluated, warns):
     """A model trained on antialiased views and evaluated on bilinear ones (or the reverse) is named, with the fix;
-    a checkpoint from before the option (no data.antialias stored) was trained on the official bilinear resizing."""
+    a checkpoint from before the option (no data.antialias stored) and an official file (no stored configuration)
+    were trained on the official bilinear resizing."""
     from omegaconf import OmegaConf
 
     from utils.evaluation.run import warn_on_other_resizing
 
-    data = {} if trained is None else {"antialias": trained}
-    path = tmp_path / "training_checkpoint_1.pt"
-    torch.save({"model": {}, "config": OmegaConf.to_yaml(OmegaConf.create({"data": data}))}, path)
-    cfg = compose_config("eval_synthetic_occ", [f"checkpoint={path}", f"data.antialias={str(evaluated).lower()}"])
+    if trained == "official":
+        run_cfg = None
+    else:
+        run_cfg = OmegaConf.create({"data": {} if trained is None else {"antialias": trained}})
+    cfg = compose_config("eval_synthetic_occ", [f"data.antialias={str(evaluated).lower()}"])
     with caplog.at_level("WARNING", logger="utils.evaluation.run"):
-        warn_on_other_resizing(cfg)
+        warn_on_other_resizing(run_cfg, cfg)
     assert ("the checkpoint was trained on views resized with antialias=" in caplog.text) is warns
     if warns:
-        fix = "true" if trained else "false"
+        fix = "true" if trained is True else "false"
         assert f"set data.antialias={fix} to evaluate it on the images it was trained on" in caplog.text
