@@ -29,6 +29,7 @@ resume from their newest checkpoint):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import re
@@ -192,8 +193,10 @@ def make_world(generator_args: list[str]) -> Path:
     return root
 
 
+@functools.cache
 def synthetic_antialias() -> bool:
-    """Whether the synthetic configs resize with antialiasing (``data.antialias`` of configs/data/synthetic_*)."""
+    """Whether the synthetic configs resize with antialiasing (``data.antialias`` of configs/data/synthetic_*);
+    composed once per process."""
     return bool(compose_config("train_synthetic_bts").data.antialias)
 
 

@@ -65,7 +65,12 @@ class Variant:
     overrides: tuple[str, ...] = ()
     image_size: tuple[int, int] | None = None  # a different training size needs its own loader cache
     samples: int | None = None  # samples per ray in training, when it differs (also used for evaluation)
-    antialias: bool | None = None  # resizing of the views, when it differs from the synthetic configs' (its own cache)
+
+    @property
+    def antialias(self) -> bool | None:
+        """The resizing of the views when the overrides set it (its own loader cache), else None (the configs')."""
+        values = [o.split("=", 1)[1].lower() == "true" for o in self.overrides if o.startswith("data.antialias=")]
+        return values[-1] if values else None
 
     @property
     def data_overrides(self) -> tuple[str, ...]:
@@ -126,7 +131,6 @@ VARIANTS = {
             "views resized as officially (cv2 INTER_LINEAR, one bilinear fisheye sample per pixel) instead of "
             "antialiased: at 64 x 192 that skips most of the rendered pixels",
             ("data.antialias=false",),
-            antialias=False,
         ),
     )
 }
@@ -603,15 +607,8 @@ def main(argv=None) -> dict:
         score_split = val_split
     if args.set or args.tag:
         suffix = f"+{args.tag}" if args.tag else ""
-        antialias = [o.split("=", 1)[1].lower() == "true" for o in args.set if o.startswith("data.antialias=")]
         variants = [
-            replace(
-                v,
-                name=v.name + suffix,
-                what=" ".join([v.what, *args.set]),
-                overrides=(*v.overrides, *args.set),
-                antialias=antialias[-1] if antialias else v.antialias,  # its cache, and evaluation reads the same
-            )
+            replace(v, name=v.name + suffix, what=" ".join([v.what, *args.set]), overrides=(*v.overrides, *args.set))
             for v in variants
         ]
     results: dict[str, dict] = {}

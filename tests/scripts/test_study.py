@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -30,6 +31,12 @@ def test_every_variant_composes_with_the_training_config(world):
         assert cfg.model.samples_per_ray == (variant.samples or BUDGETS["demo"].samples)
     bias = compose_config("train_synthetic_bts", VARIANTS["bias_+2"].overrides)
     assert bias.model.field.heads.single_view.out_bias == 2.0
+    # the resizing a variant trains on (and is scored on) follows its overrides, --set ones included
+    assert VARIANTS["baseline"].antialias is None and VARIANTS["baseline"].data_overrides == ()
+    assert VARIANTS["aliased"].antialias is False
+    assert compose_config("train_synthetic_bts", VARIANTS["aliased"].overrides).data.train.antialias is False
+    again = replace(VARIANTS["aliased"], overrides=(*VARIANTS["aliased"].overrides, "data.antialias=true"))
+    assert again.antialias is True and again.data_overrides == ("data.antialias=true",)
 
 
 def test_variants_train_score_and_plot(world, tmp_path):
