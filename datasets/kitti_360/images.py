@@ -93,9 +93,8 @@ class ViewReader:
         self.fisheye_model = fisheye_model
         self.preprocessed = preprocessed
         self.antialias = antialias
-        self._supersample: dict[str, int] = {}
         self._use_cache: dict[tuple[str, str], bool] = {}
-        self._grids: dict[str, Tensor] = {}
+        self._grids: dict[str, tuple[Tensor, int]] = {}  # per fisheye camera: sampling grid, supersampling
         self._hint = preprocess_hint(layout.root, image_size, fisheye_rotation, fisheye_model, antialias)
 
     def cache_folder(self, sequence: str, camera: str) -> Path:
@@ -145,10 +144,10 @@ class ViewReader:
     def fisheye_grid(self, camera: str) -> tuple[Tensor, int]:
         """The sampling grid of a fisheye camera and its supersampling (computed once, same for every frame)."""
         if camera not in self._grids:
-            self._grids[camera], self._supersample[camera] = fisheye_grid(
+            self._grids[camera] = fisheye_grid(
                 self.calibration, camera, self.image_size, self.fisheye_model, self.antialias
             )
-        return self._grids[camera], self._supersample[camera]
+        return self._grids[camera]
 
     def read(self, sequence: str, camera: str, frame_id: int) -> Tensor:
         """Colours (3, H, W) float32 in [0, 1] of camera ``camera`` at frame number ``frame_id``."""

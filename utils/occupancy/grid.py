@@ -167,9 +167,10 @@ def render_profile(
         column_sum, column_free = running[active], free[active]
         for values in sigma.to(torch.float64):
             column_sum = column_sum + values
-            column_free += (column_sum.to(torch.float32) <= sigma_sum).to(torch.int64)
+            under = column_sum.to(torch.float32) <= sigma_sum
+            column_free += under.to(torch.int64)
         running[active], free[active] = column_sum, column_free
-        active = active[column_sum.to(torch.float32) <= sigma_sum]
+        active = active[under]
         if active.numel() == 0:
             break
     return (free.to(torch.float32) / y_res).reshape(z_res, x_res)
