@@ -52,14 +52,64 @@ def inverse_depth_code(z: Tensor, z_near: float, z_far: float) -> Tensor:
     return 2.0 * code - 1.0
 
 
+def _grid_sample(features: Tensor, uv: Tensor) -> Tensor:
+    """(B, C, H, W), (B, N, 2) -> (B, N, C): ``F.grid_sample``, bilinear, border padding, align_corners=False."""
+    sampled = F.grid_sample(features, uv.unsqueeze(2), mode="bilinear", padding_mode="border", align_corners=False)
+    return sampled.squeeze(-1).transpose(1, 2)  # (B, C, N, 1) -> (B, N, C)
+
+
+def bilinear_corners(uv: Tensor, height: int, width: int) -> tuple[list[Tensor], list[Tensor]]:
+    """Where :func:`_grid_sample` reads for uv (B, N, 2): the flat pixel index ``y * W + x`` (B, N) and the weight
+    (B, N) of each of the four corners. Border padding clamps the pixel coordinate to the image first; a corner
+    past the last pixel (then at weight 0) is clamped onto it."""
+    x = (((uv[..., 0] + 1.0) * width - 1.0) * 0.5).clamp(0.0, width - 1)
+    y = (((uv[..., 1] + 1.0) * height - 1.0) * 0.5).clamp(0.0, height - 1)
+    x0, y0 = x.floor(), y.floor()
+    wx1, wy1 = x - x0, y - y0
+    wx0, wy0 = 1.0 - wx1, 1.0 - wy1
+    x0, y0 = x0.long(), y0.long()
+    x1, y1 = (x0 + 1).clamp_max(width - 1), (y0 + 1).clamp_max(height - 1)
+    index = [y0 * width + x0, y0 * width + x1, y1 * width + x0, y1 * width + x1]
+    return index, [wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1]
+
+
+class _SampleFeatures(torch.autograd.Function):
+    """:func:`_grid_sample` whose backward (to the features only) adds each point's gradient row into a
+    channels-last buffer with ``index_add_``: a corner's C values sit together, where PyTorch's CPU
+    ``grid_sampler_2d_backward`` writes them H W floats apart. The same sums in another order (float32 rounding);
+    the gradient comes back with channels-last strides (no copy). Measured (README, "Performance"): the BTS step
+    at the demo's size 1.22x faster; at the official size, whose 31 MB feature map does not stay in cache, about
+    the same."""
+
+    @staticmethod
+    def forward(ctx, features: Tensor, uv: Tensor) -> Tensor:
+        ctx.save_for_backward(uv)
+        ctx.shape = features.shape
+        return _grid_sample(features, uv)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (uv,) = ctx.saved_tensors
+        B, C, H, W = ctx.shape
+        index, weight = bilinear_corners(uv, H, W)
+        offset = (torch.arange(B, device=uv.device) * (H * W)).unsqueeze(-1)  # (B, 1): the batch's block of rows
+        rows = grad.new_zeros(B * H * W, C)
+        for corner, w in zip(index, weight, strict=True):
+            rows.index_add_(0, (corner + offset).reshape(-1), (grad * w.unsqueeze(-1)).reshape(-1, C))
+        return rows.reshape(B, H, W, C).permute(0, 3, 1, 2), None  # channels-last strides, no copy
+
+
 def sample_features(features: Tensor, uv: Tensor) -> Tensor:
     """Bilinear feature lookup: maps (B, C, H, W), uv in [-1, 1] (B, N, 2) -> (B, N, C) (a transposed view).
 
     ``align_corners=False`` (u = -1 is the left edge of pixel 0) and border padding, as officially; points
-    outside the image keep the border feature (``learn_empty: false``).
+    outside the image keep the border feature (``learn_empty: false``). In training on a CPU (features with a
+    gradient, uv without) the backward is :class:`_SampleFeatures`'.
     """
-    sampled = F.grid_sample(features, uv.unsqueeze(2), mode="bilinear", padding_mode="border", align_corners=False)
-    return sampled.squeeze(-1).transpose(1, 2)  # (B, C, N, 1) -> (B, N, C)
+    if features.requires_grad and not uv.requires_grad and features.device.type == "cpu" and torch.is_grad_enabled():
+        return _SampleFeatures.apply(features, uv)
+    return _grid_sample(features, uv)
 
 
 def encoding_columns(channels: Sequence[int], num_freqs: int, offset: int, d_code: int = 3) -> Tensor:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from models.density_field import EncodedScene, RaysInCameras, ray_view_inputs
+from models.density_field import EncodedScene, RaysInCameras, _grid_sample, ray_view_inputs, sample_features
 from models.heads import INVALID_VIEW_LOGIT, MultiViewFusionHead
 from models.rays import RaySamples
 from tests.builders import BTS, KDBTS, MVBTS, NO_VIEW_DROPOUT, build_field
@@ -178,3 +178,25 @@ def test_the_fusion_head_output_bias_shifts_the_teacher_density_by_exactly_its_v
     shifted = MultiViewFusionHead(out_bias=-2.0)
     assert torch.equal(official.fusion_mlp.output.bias, torch.zeros(1))
     torch.testing.assert_close(shifted(x, invalid) - official(x, invalid), torch.full((5, 7), -2.0))
+
+
+def test_feature_lookup_gradient_equals_grid_samplers():
+    """The CPU training backward of the feature lookup (index_add_ into channels-last rows) gives the features the
+    gradient ``F.grid_sample``'s own backward gives: points inside, outside (border padding), on pixel centres
+    and on the last row and column (a corner past the image at weight 0), for two scenes."""
+    g = torch.Generator().manual_seed(3)
+    maps = torch.randn(2, 5, 7, 11, generator=g)
+    uv = torch.rand(2, 300, 2, generator=g) * 2.6 - 1.3
+    uv[:, :4] = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0 - 1 / 11, 1.0 - 1 / 7], [2.0, -3.0]])
+    upstream = torch.randn(2, 300, 5, generator=g)
+    grads = []
+    for ours in (True, False):
+        features = maps.clone().requires_grad_(True)
+        out = sample_features(features, uv) if ours else _grid_sample(features, uv)
+        assert out.shape == (2, 300, 5)
+        assert ("_SampleFeatures" in type(out.grad_fn).__name__) == ours  # the path under test is taken
+        (out * upstream).sum().backward()
+        grads.append(features.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(sample_features(maps, uv), _grid_sample(maps, uv), rtol=0, atol=0)
