@@ -75,6 +75,9 @@ class Budget:
     profile_res: tuple[int, int, int]
     world: tuple[str, ...]  # generator options
     validations: int = 4  # validations during each training (the learning curves), besides the untrained one
+    # bf16 autocast of the image encoder where it is native (CUDA; CPUs with AVX-512 BF16 / AMX), float32 elsewhere:
+    # geometry, sampling, heads and compositing stay float32 (README, "Performance").
+    bf16: bool = False
 
     @property
     def bts_iters(self) -> int:
@@ -99,6 +102,7 @@ BUDGETS = {
         image_indices=(0, 10),
         profile_res=(128, 128, 32),
         world=(),
+        bf16=True,
     ),
     # Chosen on a CUDA device (`--budget auto`): the study's longer runs at twice the image size and the official
     # 64 samples per ray. Not measured on a GPU yet (README, "Demo").
@@ -118,6 +122,7 @@ BUDGETS = {
         image_indices=(0, 5, 10),
         profile_res=(256, 256, 64),
         world=(),
+        bf16=True,
     ),
     # The test suite: every stage once, in seconds.
     "tiny": Budget(
@@ -277,8 +282,15 @@ def budget_overrides(root: Path, budget: Budget) -> list[str]:
     ]
 
 
+def precision_overrides(budget: Budget, device: str) -> list[str]:
+    """``trainer.bf16`` of a budget on ``device``: on only where bf16 is native there (no float32-fallback warning)."""
+    from utils.training.steps import bf16_applies
+
+    return [f"trainer.bf16={str(bf16_applies(torch.device(device), budget.bf16)).lower()}"]
+
+
 def train_all(root: Path, runs: Path, budget: Budget, device: str) -> dict[str, Path]:
-    common = budget_overrides(root, budget)
+    common = [*budget_overrides(root, budget), *precision_overrides(budget, device)]
 
     def every(iters: int) -> int:
         return max(1, iters // max(1, budget.validations))

@@ -8,7 +8,8 @@ import shutil
 
 import cv2
 
-from scripts.demo import BUDGETS, choose_budget, main, results_table, verdict
+import utils.training.steps as steps
+from scripts.demo import BUDGETS, choose_budget, main, precision_overrides, results_table, verdict
 
 
 def test_world_only_prints_one_sample_of_each_loader(synthetic_root, capsys):
@@ -86,6 +87,15 @@ def test_auto_budget_is_the_gpu_one_on_cuda_only():
     assert choose_budget("auto", "cuda") == "gpu" and choose_budget("auto", "cuda:1") == "gpu"
     assert choose_budget("auto", "cpu") == "demo" and choose_budget("tiny", "cuda") == "tiny"
     assert BUDGETS["gpu"].bts_iters > BUDGETS["demo"].bts_iters
+
+
+def test_bf16_trunk_only_where_it_is_native(monkeypatch):
+    on, off = ["trainer.bf16=true"], ["trainer.bf16=false"]
+    assert precision_overrides(BUDGETS["gpu"], "cuda") == on and precision_overrides(BUDGETS["tiny"], "cuda") == off
+    monkeypatch.setattr(steps, "cpu_bf16_supported", lambda: False)  # e.g. an AVX2-only CPU: emulated, slower
+    assert precision_overrides(BUDGETS["demo"], "cpu") == off
+    monkeypatch.setattr(steps, "cpu_bf16_supported", lambda: True)  # AVX-512 BF16 / AMX
+    assert precision_overrides(BUDGETS["demo"], "cpu") == on and precision_overrides(BUDGETS["tiny"], "cpu") == off
 
 
 def test_verdict_compares_with_both_baselines_and_the_student_with_bts():
