@@ -502,11 +502,16 @@ def plot_group(path: Path, title: str, entries: dict[str, dict], scored_on: str 
             ax.plot(x, y, color=colour, label=name, linewidth=1.8)
             ax.set_title(label, fontsize=10)
             ax.set_xlabel("iteration")
-            if key in (METRICS[0][0], METRICS[1][0]) and name == next(iter(entries)):
-                # The constant answer "all empty" (the same on every checkpoint of a split) is the bar to clear;
-                # the "depth" baseline is each model's own depth map, so it is in the table, not drawn here.
+            if key in (METRICS[0][0], METRICS[1][0]):
+                # The two bars to clear: the constant answer "all empty" (the same on every checkpoint of a
+                # split) and the "depth" baseline, which is each checkpoint's own depth map (dashed, same colour).
+                depth = [_series(run, key.replace("/model/", "/depth/")) for run in entry["runs"]]
+                depth = [d for d in depth if d[0].size]
+                if depth and all(d[0].shape == depth[0][0].shape for d in depth):
+                    mean = np.mean([d[1] for d in depth], axis=0)
+                    ax.plot(depth[0][0], mean, color=colour, linestyle="--", linewidth=1.0, label=f"{name}: its depth")
                 _, empty = _series(entry["runs"][0], key.replace("/model/", "/empty/"))
-                if empty.size:
+                if empty.size and name == next(iter(entries)):
                     ax.axhline(empty[0], color="grey", linestyle=":", label='"empty" answer')
     for ax in axes[len(panels) :]:
         ax.axis("off")
