@@ -13,7 +13,8 @@ resume from their newest checkpoint):
 2. train the MVBTS teacher (``train_synthetic_base``), distil the KDBTS student from it (``train_synthetic_KD``,
    ``init_from`` the teacher; at this budget with the KITTI-Raw KD recipe: encoder and teacher frozen, no view
    dropout, only the student head learns, at ``Budget.kd_lr``) and train a BTS baseline (``train_synthetic_bts``)
-   for as many iterations as teacher + student together;
+   for as many iterations as teacher + student together; the image encoder trains in bf16 where bf16 is native
+   (CUDA, AVX-512 BF16 / AMX CPUs: ``Budget.bf16``), in float32 elsewhere;
 3. evaluate: the occupancy protocol (lidar-derived reference, the analytic ground truth, the constant "empty" /
    "occupied" answers, the "depth" and "depth + 4 m" baselines and the oracle) for BTS, the KDBTS student, the
    MVBTS teacher (mono and stereo encoder views) and an untrained model, and the depth protocol;
