@@ -15,8 +15,12 @@ from models.bts import BTSModel
 from models.losses import LossConfig, reconstruction_loss
 from tests.builders import BTS, build_field
 
-STEPS = 40
-REQUIRED_FACTOR = 2.0  # first / best-of-last-5 photometric loss; measured 2.6 (0.0848 -> 0.0325) on the test world
+STEPS = 60
+LR = 5e-4
+# First / best-of-last-5 photometric loss. Measured on 2026-12-06 on the test world: 3.3-3.8x (0.0999 -> 0.030,
+# the feature lookup's two backward forms). At lr 1e-3 the loss sat on a plateau near 2.0x for 40-80 steps (the
+# rounding of either form decided which side of 2.0 it ended on), so the test now uses the lower rate.
+REQUIRED_FACTOR = 2.5
 
 
 def test_bts_overfits_one_fixed_batch(synthetic_root):
@@ -34,7 +38,7 @@ def test_bts_overfits_one_fixed_batch(synthetic_root):
         samples_per_ray=32,
         flip_p=0.0,
     ).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     cfg = LossConfig()
 
     losses = []
