@@ -87,6 +87,8 @@ def test_auto_budget_is_the_gpu_one_on_cuda_only():
     assert choose_budget("auto", "cuda") == "gpu" and choose_budget("auto", "cuda:1") == "gpu"
     assert choose_budget("auto", "cpu") == "demo" and choose_budget("tiny", "cuda") == "tiny"
     assert BUDGETS["gpu"].bts_iters > BUDGETS["demo"].bts_iters
+    # "long": the demo at the BTS iterations the training study measured it needs (README, study point 6)
+    assert BUDGETS["long"].bts_iters == 900 and BUDGETS["long"].image_size == BUDGETS["demo"].image_size
 
 
 def test_bf16_trunk_only_where_it_is_native(monkeypatch):
