@@ -25,7 +25,7 @@ resume from their newest checkpoint):
 
 ``--budget auto`` (the default) takes the larger 'gpu' budget on a CUDA device and 'demo' (2 CPU cores, under
 20 minutes) elsewhere; ``--budget long`` is the demo with 3x the iterations (the BTS budget the training study
-measured it needs to beat its "depth" baseline behind occluders; ~35 minutes on 2 cores).
+measured it needs to beat its "depth" baseline behind occluders; ~32 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ BUDGETS = {
         bf16=True,
     ),
     # The demo's sizes with 3x the iterations: BTS gets the 900 the training study measured it needs to beat its own
-    # "depth" baseline behind occluders (README, "Training study", point 6). ~35 minutes on 2 CPU cores.
+    # "depth" baseline behind occluders (README, "Training study", point 6). ~32 minutes on 2 CPU cores.
     "long": Budget(
         mvbts_iters=450,
         kd_iters=450,
