@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from models.density_field import EncodedScene, RaysInCameras, _grid_sample, ray_view_inputs, sample_features
-from models.heads import INVALID_VIEW_LOGIT, MultiViewFusionHead
+from models.heads import INVALID_VIEW_LOGIT, MLP, MultiViewFusionHead, ViewInputs
 from models.rays import RaySamples
 from tests.builders import BTS, KDBTS, MVBTS, NO_VIEW_DROPOUT, build_field
 from utils.geometry import make_rigid, rotation_y
@@ -200,3 +200,29 @@ def test_feature_lookup_gradient_equals_grid_samplers():
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-5)
     with torch.no_grad():
         torch.testing.assert_close(sample_features(maps, uv), _grid_sample(maps, uv), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("block_rows", [1, 100, 4096])
+def test_the_blocked_mlp_answers_what_the_whole_tensor_form_does(block_rows):
+    """Without gradients the MLP runs in blocks of points: a ray's parts (size 1 along the samples) go whole to each
+    block, the samples' parts are cut, the last block is short; the answers are the whole-tensor form's (up to the
+    rounding of the matrix products) and of the same shape. Plain tensors and a hidden offset too."""
+    torch.manual_seed(0)
+    mlp = MLP(103, 64, 17)
+    parts = (torch.randn(2, 37, 1, 64), torch.randn(2, 37, 1, 26), torch.randn(2, 37, 70, 13))
+    columns = (torch.arange(64), torch.arange(64, 90), torch.arange(90, 103))
+    with_offset = ViewInputs((torch.randn(3, 999, 39),), (torch.arange(64, 103),), torch.randn(3, 999, 64))
+    plain = torch.randn(5000, 103)
+    for x in (ViewInputs(parts, columns), with_offset, ViewInputs((plain,))):
+        whole = mlp.output(torch.relu(mlp.hidden(x)))
+        with torch.no_grad():
+            blocked = mlp.forward_blocked(x, block_rows=block_rows)
+            assert torch.allclose(mlp(x), whole, rtol=1e-5, atol=1e-5)
+        assert blocked.shape == whole.shape
+        assert torch.allclose(blocked, whole, rtol=1e-5, atol=1e-5)
+    # the blocks cover every point once: a different first row shows up in row 0 only
+    changed = plain.clone()
+    changed[0] += 1.0
+    with torch.no_grad():
+        diff = (mlp.forward_blocked(ViewInputs((changed,)), 100) - mlp.forward_blocked(ViewInputs((plain,)), 100)).abs()
+    assert diff[0].max() > 0 and diff[1:].max() == 0
