@@ -101,7 +101,7 @@ class BTSModel(nn.Module):
         samples_per_ray: int = 64,
         density_head: str = "single_view",
         flip_p: float = 0.5,
-        eval_ray_chunk_size: int = 1024,
+        eval_ray_chunk_size: int = 2048,
         field_chunk_size: int | None = None,
         eval_head: str | None = None,
         encoding_style: EncodingStyle = "mono",

@@ -612,8 +612,15 @@ def main(argv=None) -> dict:
         score_split = val_split
     if args.set or args.tag:
         suffix = f"+{args.tag}" if args.tag else ""
+        samples = [int(o.split("=", 1)[1]) for o in args.set if o.startswith("model.samples_per_ray=")]
         variants = [
-            replace(v, name=v.name + suffix, what=" ".join([v.what, *args.set]), overrides=(*v.overrides, *args.set))
+            replace(
+                v,
+                name=v.name + suffix,
+                what=" ".join([v.what, *args.set]),
+                overrides=(*v.overrides, *args.set),
+                samples=samples[-1] if samples else v.samples,  # scored with the samples it trained with
+            )
             for v in variants
         ]
     results: dict[str, dict] = {}
