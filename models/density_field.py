@@ -92,6 +92,9 @@ class _SampleFeatures(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         (uv,) = ctx.saved_tensors
         B, C, H, W = ctx.shape
+        # The incoming gradient is the transposed (B, C, N) layout of the lookup; made contiguous once, each corner's
+        # weighted rows are contiguous too (else every corner's reshape below copies).
+        grad = grad.contiguous()
         index, weight = bilinear_corners(uv, H, W)
         offset = (torch.arange(B, device=uv.device) * (H * W)).unsqueeze(-1)  # (B, 1): the batch's block of rows
         rows = grad.new_zeros(B * H * W, C)

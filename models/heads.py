@@ -103,7 +103,9 @@ class PartsLinear(nn.Linear):
     """An ``nn.Linear`` that also takes :class:`ViewInputs`: each part times its columns of the weight, summed.
 
     The same parameters (and state-dict keys) as ``nn.Linear``; only the order of the additions differs from
-    multiplying the concatenated vector (float32 rounding, ~1e-7).
+    multiplying the concatenated vector (float32 rounding, ~1e-7). Parts with a row for every row of the running
+    sum are added by the matrix product itself (``addmm``); shared parts (a ray's, broadcast over its samples) by
+    an addition.
     """
 
     def forward(self, x: Tensor | ViewInputs) -> Tensor:
@@ -111,10 +113,17 @@ class PartsLinear(nn.Linear):
             return super().forward(x)
         if x.hidden_offset is None and x.width != self.in_features:
             raise ValueError(f"inputs of width {x.width} for a layer of {self.in_features} inputs")
-        out = x.hidden_offset
-        for i, (part, columns) in enumerate(zip(x.parts, x.part_columns(), strict=True)):
-            term = F.linear(part, self.weight[:, columns], self.bias if i == len(x.parts) - 1 else None)
-            out = term if out is None else out + term
+        out, bias = x.hidden_offset, self.bias  # the bias goes with the first product made by F.linear
+        for part, columns in zip(x.parts, x.part_columns(), strict=True):
+            weight = self.weight[:, columns]
+            same_rows = out is not None and out.shape[:-1] == part.shape[:-1]
+            if bias is None and same_rows and out.is_contiguous() and part.is_contiguous():
+                # The running sum enters the matrix product (addmm) instead of another pass over all rows.
+                out = torch.addmm(out.reshape(-1, out.shape[-1]), part.reshape(-1, part.shape[-1]), weight.t())
+                out = out.view(*part.shape[:-1], -1)
+            else:
+                term = F.linear(part, weight, bias)
+                out, bias = (term if out is None else out + term), None
         return out
 
 
