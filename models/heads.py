@@ -164,7 +164,8 @@ class MLP(nn.Module):
             if math.prod(part.shape[:-1]) == rows
         ]
         if rows <= block_rows or not per_point:
-            return self.output(torch.relu_(layer(x)))
+            hidden = layer(x)  # a new tensor, unless the inputs are a hidden offset alone: never rectify that in place
+            return self.output(torch.relu(hidden) if hidden is x.hidden_offset else hidden.relu_())
         shared = None  # the product of every part (and the hidden offset) without a row per point
         for part, columns in zip(x.parts, x.part_columns(), strict=True):
             if math.prod(part.shape[:-1]) < rows:
