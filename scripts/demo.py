@@ -146,7 +146,8 @@ BUDGETS = {
     ),
 }
 # The demo's sizes with 3x the iterations: BTS gets the 900 the training study measured it needs to beat its own
-# "depth" baseline behind occluders (README, "Training study", point 6). ~32 minutes on 2 CPU cores.
+# "depth" baseline behind occluders (README, "Training study", point 6). 16-32 minutes on 2 CPU cores; above "depth" in
+# one run of two (README, "Demo").
 BUDGETS["long"] = replace(BUDGETS["demo"], mvbts_iters=450, kd_iters=450)
 
 
