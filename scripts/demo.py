@@ -25,7 +25,8 @@ resume from their newest checkpoint):
 
 ``--budget auto`` (the default) takes the larger 'gpu' budget on a CUDA device and 'demo' (2 CPU cores, under
 20 minutes) elsewhere; ``--budget long`` is the demo with 3x the iterations (the BTS budget the training study
-measured it needs to beat its "depth" baseline behind occluders; ~32 minutes on 2 cores).
+measured it needs to beat its "depth" baseline behind occluders; 16-32 minutes on 2 cores, above "depth" in one
+run of two).
 """
 
 from __future__ import annotations
