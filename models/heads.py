@@ -19,6 +19,7 @@ Both teachers drop secondary views at random in training (:func:`drop_views`, RE
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -95,6 +96,14 @@ def _narrow(t: Tensor, axis: int, start: int, length: int) -> Tensor:
     return t if dim < 0 or t.shape[dim] == 1 else t.narrow(dim, start, length)
 
 
+def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    """Whether a tensor of ``shape`` broadcasts to ``target`` without growing it (a cheap check in Python: it runs
+    once per block of :meth:`MLP.forward_blocked`)."""
+    return len(shape) <= len(target) and all(
+        s in (1, t) for s, t in zip(reversed(shape), reversed(target), strict=False)
+    )
+
+
 def as_view_inputs(x: Tensor | ViewInputs) -> ViewInputs:
     return x if isinstance(x, ViewInputs) else ViewInputs((x,))
 
@@ -113,9 +122,14 @@ class PartsLinear(nn.Linear):
             return super().forward(x)
         if x.hidden_offset is None and x.width != self.in_features:
             raise ValueError(f"inputs of width {x.width} for a layer of {self.in_features} inputs")
-        out, bias = x.hidden_offset, self.bias  # the bias goes with the first product made by F.linear
-        for part, columns in zip(x.parts, x.part_columns(), strict=True):
-            weight = self.weight[:, columns]
+        weights = [self.weight[:, columns] for columns in x.part_columns()]
+        return self.sum_products(x.parts, weights, x.hidden_offset)
+
+    def sum_products(self, parts: Sequence[Tensor], weights: Sequence[Tensor], offset: Tensor | None) -> Tensor:
+        """``offset`` + the bias + each part times its weight columns (already taken from :attr:`weight`): the
+        sum :meth:`forward` makes, for callers that reuse the column slices over many calls."""
+        out, bias = offset, self.bias  # the bias goes with the first product made by F.linear
+        for part, weight in zip(parts, weights, strict=True):
             same_rows = out is not None and out.shape[:-1] == part.shape[:-1]
             if bias is None and same_rows and out.is_contiguous() and part.is_contiguous():
                 # The running sum enters the matrix product (addmm) instead of another pass over all rows.
@@ -123,7 +137,11 @@ class PartsLinear(nn.Linear):
                 out = out.view(*part.shape[:-1], -1)
             else:
                 term = F.linear(part, weight, bias)
-                out, bias = (term if out is None else out + term), None
+                if out is not None:  # into the new product where it has every row (a + b == b + a exactly)
+                    out = term.add_(out) if _broadcasts_to(out.shape, term.shape) else out + term
+                else:
+                    out = term
+                bias = None
         return out
 
 
@@ -154,39 +172,34 @@ class MLP(nn.Module):
         are multiplied once, as in the whole form; blocks are cut along the largest leading dimension. The values
         equal the whole form's up to float32 rounding (the sums are made in another order).
         """
-        layer = self.hidden
         tensors = (*x.parts, x.hidden_offset) if x.hidden_offset is not None else x.parts
         shape = torch.broadcast_shapes(*(t.shape[:-1] for t in tensors))
         rows = math.prod(shape)
-        per_point = [
-            (part, columns)
-            for part, columns in zip(x.parts, x.part_columns(), strict=True)
-            if math.prod(part.shape[:-1]) == rows
-        ]
-        if rows <= block_rows or not per_point:
-            hidden = layer(x)  # a new tensor, unless the inputs are a hidden offset alone: never rectify that in place
+        per_point = [math.prod(part.shape[:-1]) == rows for part in x.parts]
+        if rows <= block_rows or not any(per_point):
+            hidden = self.hidden(x)  # new, unless the inputs are a hidden offset alone: never rectify that in place
             return self.output(torch.relu(hidden) if hidden is x.hidden_offset else hidden.relu_())
-        shared = None  # the product of every part (and the hidden offset) without a row per point
-        for part, columns in zip(x.parts, x.part_columns(), strict=True):
-            if math.prod(part.shape[:-1]) < rows:
-                term = F.linear(part, layer.weight[:, columns])
+        # The products without a row per point, made once and handed to every block as part of its hidden offset.
+        columns = x.part_columns()
+        shared = None
+        for part, c, own in zip(x.parts, columns, per_point, strict=True):
+            if not own:
+                term = F.linear(part, self.hidden.weight[:, c])
                 shared = term if shared is None else shared + term
-        offset = x.hidden_offset
-        if offset is not None and math.prod(offset.shape[:-1]) < rows:
-            shared, offset = (offset if shared is None else shared + offset), None
-        weights = [layer.weight[:, columns] for _, columns in per_point]
+        offsets = [t for t in (shared, x.hidden_offset) if t is not None]
+        parts = [p for p, own in zip(x.parts, per_point, strict=True) if own]
+        weights = [self.hidden.weight[:, c] for c, own in zip(columns, per_point, strict=True) if own]
         axis = max(range(len(shape)), key=lambda d: shape[d]) - len(shape)  # counted from the end: -1 = last
         step = max(1, block_rows * shape[axis] // rows)
         out = None
         for start in range(0, shape[axis], step):
             n = min(step, shape[axis] - start)
-            hidden = F.linear(_narrow(per_point[0][0], axis, start, n), weights[0], layer.bias)
-            for (part, _), weight in zip(per_point[1:], weights[1:], strict=True):
-                hidden += F.linear(_narrow(part, axis, start, n), weight)
-            for extra in (offset, shared):
-                if extra is not None:
-                    hidden += _narrow(extra, axis, start, n)
-            block = self.output(hidden.relu_())
+            offset = None
+            for term in offsets:
+                term = _narrow(term, axis, start, n)
+                offset = term if offset is None else offset + term
+            hidden = self.hidden.sum_products([_narrow(p, axis, start, n) for p in parts], weights, offset)
+            block = self.output(hidden.relu_())  # the sum is a new tensor (a product comes first): rectified in place
             if out is None:
                 out = block.new_empty(*shape, block.shape[-1])
             out.narrow(axis - 1, start, n).copy_(block)
