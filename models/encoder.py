@@ -32,6 +32,17 @@ _RESNETS = {
 }
 
 
+def resolve_channels_last(choice: bool | str) -> bool:
+    """``channels_last`` of :class:`ImageEncoder`: True / False, or "auto" = NHWC where it measured faster: with CUDA
+    (bf16 tensor cores want it) and on CPUs with AVX-512 (oneDNN; the BTS / MVBTS training steps 1.06x / 1.12x
+    faster at the official size). Plain NCHW elsewhere (AVX2-only CPUs measured slower)."""
+    if isinstance(choice, bool):
+        return choice
+    if choice != "auto":
+        raise ValueError(f"channels_last must be true, false or auto, not {choice!r}")
+    return torch.cuda.is_available() or torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
 class PretrainedWeightsError(RuntimeError):
     """ImageNet weights were requested but could not be obtained (e.g. offline)."""
 
@@ -141,12 +152,12 @@ class ImageEncoder(nn.Module):
         num_ch_dec: tuple[int, ...] = DEFAULT_NUM_CH_DEC,
         pretrained: bool = True,
         freeze: bool = False,
-        channels_last: bool = False,
+        channels_last: bool | str = "auto",
     ) -> None:
         super().__init__()
         self.resnet_layers = resnet_layers
         self.d_out = d_out
-        self.channels_last = channels_last
+        self.channels_last = resolve_channels_last(channels_last)
         self.backbone = build_resnet(resnet_layers, pretrained)
         decoder_channels = tuple(max(c, d_out) for c in num_ch_dec)
         self.decoder = Decoder(pyramid_channels(resnet_layers), decoder_channels, d_out)
@@ -154,9 +165,9 @@ class ImageEncoder(nn.Module):
         # stay out of the optimizer's way and DDP does not wait for them.
         self.backbone.fc.requires_grad_(False)
         self.decoder.output_convs[1:].requires_grad_(False)
-        if channels_last:
-            # NHWC convolutions: what cuDNN's bf16 tensor-core kernels want. On CPU (oneDNN) it measured slower
-            # (README, performance), so it is off by default. Outputs are identical up to float rounding.
+        if self.channels_last:
+            # NHWC convolutions: what cuDNN's bf16 tensor-core kernels want, and faster in oneDNN on CPUs with
+            # AVX-512 (README, "Performance"). Outputs are identical up to float rounding.
             self.to(memory_format=torch.channels_last)
         if freeze:
             # As officially: no gradients; BatchNorm statistics still follow the module's train/eval mode.
@@ -184,8 +195,10 @@ class ImageEncoder(nn.Module):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         features = self.decoder(self.pyramid(x))
-        if self.channels_last:
+        if self.channels_last and not (features.device.type == "cpu" and features.requires_grad):
             features = features.contiguous()  # the feature sampling (grid_sample) reads plain NCHW
+        # In CPU training they stay NHWC: the lookup's CPU backward (models.density_field._SampleFeatures) returns
+        # its gradient in that layout, so the trunk's backward takes it without a transposing copy.
         return torch.flip(features, dims=[-1]) if flip else features
 
 

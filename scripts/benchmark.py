@@ -70,7 +70,7 @@ class Case:
     bf16: bool
     warmup: int
     iters: int
-    channels_last: bool = False
+    channels_last: str = "auto"  # the encoder's memory format: auto (the config's default) | true | false
     compile: bool = False  # torch.compile the encoder (as trainer.compile); the warm-up then includes compiling
     encoder_views: int | None = None  # MVBTS / KDBTS: encoder views per training step (None: the config's 3)
 
@@ -127,7 +127,7 @@ def make_batch(batch_size: int, image_size: tuple[int, int], generator):
     return collate(samples)
 
 
-def build_overrides(size: Size, batch_size: int, channels_last: bool, encoder_views: int | None) -> list[str]:
+def build_overrides(size: Size, batch_size: int, channels_last: str, encoder_views: int | None) -> list[str]:
     """The Hydra overrides of a case: the size, no ImageNet download, and the encoder-view count."""
     overrides = [
         f"model.field.encoder.resnet_layers={size.resnet_layers}",
@@ -144,7 +144,7 @@ def build_overrides(size: Size, batch_size: int, channels_last: bool, encoder_vi
     return overrides
 
 
-def build(model_kind: str, size: Size, batch_size: int, channels_last: bool = False, encoder_views: int | None = None):
+def build(model_kind: str, size: Size, batch_size: int, channels_last: str = "auto", encoder_views: int | None = None):
     """Model, loss config and optimizer factory from the real training config at ``size``."""
     from hydra.utils import instantiate
 
@@ -197,7 +197,7 @@ def run_case(case: Case) -> CaseResult:
             warmup_s += time.perf_counter() - start
 
     trunk_s = trunk_time(model, batch, case.warmup, case.iters, sync, case.bf16)
-    extra = {}
+    extra = {"channels_last": model.field.encoder.channels_last}  # the layout "auto" resolved to
     if bf16_applies(device, case.bf16):  # the float32 trunk too: the floor of a float32 step (another revision's)
         extra["trunk_float32_s"] = trunk_time(model, batch, case.warmup, case.iters, sync)
     model.eval()
@@ -317,7 +317,9 @@ print("RESULT " + json.dumps(asdict(B.run_case(case))))
 def run_at_revision(worktree: Path, case: Case) -> dict:
     """:func:`run_case` of the revision checked out in ``worktree`` (a fresh process), for this ``case``."""
     size = SIZES[case.size]
-    overrides = build_overrides(size, case.batch_size, case.channels_last, case.encoder_views)
+    # Revisions before the "auto" layout took a boolean only, and the official code is NCHW: auto runs them NCHW.
+    layout = "false" if case.channels_last == "auto" else case.channels_last
+    overrides = build_overrides(size, case.batch_size, layout, case.encoder_views)
     spec = json.dumps({"case": asdict(case), "overrides": overrides})
     done = subprocess.run(
         [sys.executable, "-c", _OTHER_REVISION, spec], cwd=worktree, capture_output=True, text=True, check=False
@@ -511,9 +513,10 @@ def table(results: list[dict]) -> str:
     lines = [header, "-" * len(header)]
     for r in results:
         c = r["case"]
+        layout = r["extra"].get("channels_last", c["channels_last"])  # what "auto" resolved to
         lines.append(
             f"{c['model']:<7} {c['size']:<9} {c['device']:<7} {c['batch_size']:>5} {str(c['bf16']):>5} "
-            f"{str(c['channels_last']):>7} {r['train_step_s_median']:>9.3f} {r['render_image_s']:>9.3f} "
+            f"{str(layout):>7} {r['train_step_s_median']:>9.3f} {r['render_image_s']:>9.3f} "
             f"{r['gen_img_custom_s']:>9.3f} {r['peak_memory_mb']:>9.0f}"
         )
     return "\n".join(lines)
@@ -528,7 +531,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--bf16", action="store_true", help="bf16 autocast of the encoder (CUDA, or a CPU with native bf16)"
     )
-    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format for the encoder")
+    parser.add_argument(
+        "--channels-last",
+        default="auto",
+        choices=["auto", "true", "false"],
+        help="the encoder's NHWC layout; auto = the config's rule (CUDA or an AVX-512 CPU); --compare's other "
+        "revision runs NCHW unless true",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile the encoder (warm-up includes it)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
     parser.add_argument("--iters", type=int, default=5, help="timed iterations (the median is reported)")

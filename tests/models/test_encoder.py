@@ -5,13 +5,13 @@ import urllib.error
 import pytest
 import torch
 
-from models.encoder import ImageEncoder, PretrainedWeightsError, draw_flip
+from models.encoder import ImageEncoder, PretrainedWeightsError, draw_flip, resolve_channels_last
 
 
 @pytest.fixture(scope="module")
 def encoder():
     torch.manual_seed(0)
-    return ImageEncoder(resnet_layers=18, pretrained=False).eval()
+    return ImageEncoder(resnet_layers=18, pretrained=False, channels_last=False).eval()
 
 
 def test_full_resolution_output(encoder):
@@ -90,3 +90,36 @@ def test_channels_last_trunk_gives_the_same_features(encoder):
         expected, features = encoder(images, flip=True), nhwc(images, flip=True)
     assert features.is_contiguous()  # plain NCHW for the feature sampling
     torch.testing.assert_close(features, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_in_cpu_training_the_nhwc_trunk_hands_its_layout_to_the_lookup_and_gets_the_same_gradients(encoder):
+    """With a gradient on a CPU the features stay NHWC (the lookup's backward answers in that layout, so the trunk's
+    backward needs no transposing copy); features and the trunk's gradients equal the NCHW trunk's."""
+    from models.density_field import sample_features
+
+    nchw = ImageEncoder(resnet_layers=18, pretrained=False, channels_last=False).eval()
+    nhwc = ImageEncoder(resnet_layers=18, pretrained=False, channels_last=True).eval()  # eval: fixed BN statistics
+    nchw.load_state_dict(encoder.state_dict())
+    nhwc.load_state_dict(encoder.state_dict())
+    images = torch.rand(2, 3, 64, 96) * 2 - 1
+    uv = torch.rand(2, 500, 2) * 2.2 - 1.1  # some points off the image: border padding
+    grads = []
+    for model in (nchw, nhwc):
+        features = model(images, flip=True)
+        sample_features(features, uv).square().sum().backward()
+        grads.append(model.backbone.conv1.weight.grad)
+    assert features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous()
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-4)
+
+
+def test_auto_layout_is_nhwc_with_cuda_or_avx512_only(monkeypatch):
+    assert resolve_channels_last(True) is True and resolve_channels_last(False) is False
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for capability, expected in (("AVX2", False), ("DEFAULT", False), ("AVX512", True)):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
+        assert resolve_channels_last("auto") is expected
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_channels_last("auto") is True  # with AVX2 too: cuDNN's bf16 kernels want NHWC
+    with pytest.raises(ValueError, match="true, false or auto"):
+        resolve_channels_last("yes")

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from models.encoder import resolve_channels_last
 from scripts.benchmark import SIZES, Case, build_overrides, compare_row, main, make_batch
 from utils.config import compose_config
 
@@ -25,10 +26,11 @@ def test_tiny_benchmark_writes_json_and_a_table(tmp_path, capsys):
         "bf16": False,
         "warmup": 1,
         "iters": 2,
-        "channels_last": False,
+        "channels_last": "auto",
         "compile": False,
         "encoder_views": None,
     }
+    assert result["extra"]["channels_last"] is resolve_channels_last("auto")  # the layout the run used
     assert len(result["train_step_s_all"]) == 2
     assert 0 < result["trunk_s"] < result["train_step_s_median"]  # the encoder alone is part of the step
     assert min(result["train_step_s_all"]) <= result["train_step_s_median"] <= max(result["train_step_s_all"])
@@ -95,13 +97,13 @@ def test_loader_and_eval_figures_on_the_synthetic_world(synthetic_root, tmp_path
 def test_the_official_size_times_the_real_training_configs():
     """No ray-batch override: BTS trains on 4096 rays (64 patches), MVBTS / KDBTS on 2048; views as asked."""
     for config, rays in (("train_kitti_360_bts", 4096), ("train_kitti_360_base", 2048), ("train_kitti_360_KD", 2048)):
-        cfg = compose_config(config, build_overrides(SIZES["official"], 1, False, None))
+        cfg = compose_config(config, build_overrides(SIZES["official"], 1, "auto", None))
         assert (cfg.model.ray_batch_size, cfg.model.samples_per_ray, cfg.model.field.encoder.resnet_layers) == (
             rays,
             64,
             50,
         )
-    two_views = compose_config("train_kitti_360_KD", build_overrides(SIZES["official"], 1, False, 2))
+    two_views = compose_config("train_kitti_360_KD", build_overrides(SIZES["official"], 1, "auto", 2))
     assert two_views.model.num_multiviews == 2
 
 
