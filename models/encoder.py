@@ -43,6 +43,16 @@ def resolve_channels_last(choice: bool | str) -> bool:
     return torch.cuda.is_available() or torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
+def canonical_channels_last(grad: Tensor) -> Tensor:
+    """A channels-last gradient with the strides convolutions recognise. The reshapes it passed through (to the
+    scene's (B, Ve, ...) and back) may leave a size-1 batch dimension with any stride: the memory is NHWC, but
+    oneDNN's layout check then reads NCHW and copies the whole map. Same memory, strides restated."""
+    if grad.dim() != 4 or not grad.is_contiguous(memory_format=torch.channels_last):
+        return grad
+    _, C, H, W = grad.shape
+    return grad.as_strided(grad.shape, (H * W * C, 1, W * C, C))
+
+
 class PretrainedWeightsError(RuntimeError):
     """ImageNet weights were requested but could not be obtained (e.g. offline)."""
 
@@ -195,11 +205,15 @@ class ImageEncoder(nn.Module):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         features = self.decoder(self.pyramid(x))
-        if self.channels_last and not (features.device.type == "cpu" and features.requires_grad):
+        nhwc_training = self.channels_last and features.device.type == "cpu" and features.requires_grad
+        if self.channels_last and not nhwc_training:
             features = features.contiguous()  # the feature sampling (grid_sample) reads plain NCHW
-        # In CPU training they stay NHWC: the lookup's CPU backward (models.density_field._SampleFeatures) returns
-        # its gradient in that layout, so the trunk's backward takes it without a transposing copy.
-        return torch.flip(features, dims=[-1]) if flip else features
+        features = torch.flip(features, dims=[-1]) if flip else features
+        if nhwc_training:
+            # In CPU training they stay NHWC: the lookup's CPU backward (models.density_field._SampleFeatures)
+            # returns its gradient in that layout, so the trunk's backward can take it without a transposing copy.
+            features.register_hook(canonical_channels_last)
+        return features
 
 
 def draw_flip(p: float = 0.5, generator: torch.Generator | None = None) -> bool:

@@ -132,9 +132,15 @@ class PartsLinear(nn.Linear):
         for part, weight in zip(parts, weights, strict=True):
             same_rows = out is not None and out.shape[:-1] == part.shape[:-1]
             if bias is None and same_rows and out.is_contiguous() and part.is_contiguous():
-                # The running sum enters the matrix product (addmm) instead of another pass over all rows.
-                out = torch.addmm(out.reshape(-1, out.shape[-1]), part.reshape(-1, part.shape[-1]), weight.t())
-                out = out.view(*part.shape[:-1], -1)
+                # The running sum enters the matrix product (addmm) instead of another pass over all rows; in place
+                # when it is a sum made here (no copy of it first; no backward reads it), never the caller's offset.
+                rows, part_rows = out.view(-1, out.shape[-1]), part.reshape(-1, part.shape[-1])
+                summed = (
+                    rows.addmm_(part_rows, weight.t())
+                    if out is not offset
+                    else torch.addmm(rows, part_rows, weight.t())
+                )
+                out = summed.view(*part.shape[:-1], -1)
             else:
                 term = F.linear(part, weight, bias)
                 if out is not None:  # into the new product where it has every row (a + b == b + a exactly)

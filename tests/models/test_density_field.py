@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from models.density_field import EncodedScene, RaysInCameras, _grid_sample, ray_view_inputs, sample_features
 from models.heads import INVALID_VIEW_LOGIT, MLP, MultiViewFusionHead, ViewInputs
@@ -39,6 +40,11 @@ def points(seed: int, n: int = 200):
 @torch.no_grad()
 def test_interleaved_scenes_do_not_interact(mvbts):
     pts = points(1)
+    # A warm-up query first: the first multi-threaded torch.sin of a process (the positional encoding here) came out
+    # ~1e-4 off on one thread's half of the values in about one run in 10-60 on this project's CPU (torch 2.13,
+    # 2026-12-06; the same at commits before the NHWC encoder), and never after. That is torch's, not a leak between
+    # scenes, which is what this test is about.
+    mvbts.query(mvbts.encode(*scene_inputs(30)), points(2), density_head="multi_view")
     scene_a = mvbts.encode(*scene_inputs(10))
     first = mvbts.query(scene_a, pts, density_head="multi_view")
     scene_b = mvbts.encode(*scene_inputs(20))
@@ -226,3 +232,34 @@ def test_the_blocked_mlp_answers_what_the_whole_tensor_form_does(block_rows):
     with torch.no_grad():
         diff = (mlp.forward_blocked(ViewInputs((changed,)), 100) - mlp.forward_blocked(ViewInputs((plain,)), 100)).abs()
     assert diff[0].max() > 0 and diff[1:].max() == 0
+
+
+def test_parts_linear_equals_the_concatenated_layer_in_value_and_gradient_and_leaves_an_offset_alone():
+    """Two same-rows parts (the second added inside the matrix product, in place) and a shared part broadcast over
+    the samples: values and every gradient equal ``nn.Linear`` of the concatenated vector; a caller's hidden
+    offset is summed in but never written to."""
+    from models.heads import PartsLinear
+
+    torch.manual_seed(0)
+    layer = PartsLinear(103, 16)
+    feature = torch.randn(4, 9, 1, 64, requires_grad=True)  # one row per ray, shared by its 9 samples
+    code = torch.randn(4, 9, 6, 26, requires_grad=True)
+    rest = torch.randn(4, 9, 6, 13, requires_grad=True)
+    x = ViewInputs((code, rest, feature), (torch.arange(64, 90), torch.arange(90, 103), torch.arange(64)))
+    upstream = torch.randn(4, 9, 6, 16)
+    (layer(x) * upstream).sum().backward()
+    ours = [t.grad.clone() for t in (feature, code, rest, layer.weight, layer.bias)]
+    for t in (feature, code, rest, layer.weight, layer.bias):
+        t.grad = None
+    whole = torch.cat([feature.expand(4, 9, 6, 64), code, rest], dim=-1)
+    torch.testing.assert_close(layer(x), F.linear(whole, layer.weight, layer.bias), rtol=1e-5, atol=1e-5)
+    (F.linear(whole, layer.weight, layer.bias) * upstream).sum().backward()
+    expected_grads = (feature.grad, code.grad, rest.grad, layer.weight.grad, layer.bias.grad)
+    for got, expected in zip(ours, expected_grads, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    offset = torch.randn(4, 9, 6, 16)
+    kept = offset.clone()
+    with_offset = ViewInputs((code, rest), (torch.arange(64, 90), torch.arange(90, 103)), offset)
+    expected = offset + F.linear(torch.cat([code, rest], dim=-1), layer.weight[:, 64:], layer.bias)
+    torch.testing.assert_close(layer(with_offset), expected, rtol=1e-5, atol=1e-5)
+    assert torch.equal(offset, kept)

@@ -5,7 +5,13 @@ import urllib.error
 import pytest
 import torch
 
-from models.encoder import ImageEncoder, PretrainedWeightsError, draw_flip, resolve_channels_last
+from models.encoder import (
+    ImageEncoder,
+    PretrainedWeightsError,
+    canonical_channels_last,
+    draw_flip,
+    resolve_channels_last,
+)
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +116,17 @@ def test_in_cpu_training_the_nhwc_trunk_hands_its_layout_to_the_lookup_and_gets_
         grads.append(model.backbone.conv1.weight.grad)
     assert features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous()
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-4)
+
+
+def test_a_channels_last_gradient_gets_the_strides_convolutions_recognise():
+    nhwc = torch.randn(1, 4, 3, 5).contiguous(memory_format=torch.channels_last)
+    # What a reshape round trip through (B, Ve, C, H, W) can leave: the size-1 batch dimension with stride C.
+    odd = nhwc.as_strided(nhwc.shape, (4, 1, 20, 4))
+    fixed = canonical_channels_last(odd)
+    assert fixed.stride() == (60, 1, 20, 4) and fixed.data_ptr() == nhwc.data_ptr()  # no copy
+    assert torch.equal(fixed, nhwc)
+    nchw = torch.randn(2, 4, 3, 5)
+    assert canonical_channels_last(nchw) is nchw  # not NHWC: left alone
 
 
 def test_auto_layout_is_nhwc_with_cuda_or_avx512_only(monkeypatch):
