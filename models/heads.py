@@ -112,9 +112,7 @@ class PartsLinear(nn.Linear):
     """An ``nn.Linear`` that also takes :class:`ViewInputs`: each part times its columns of the weight, summed.
 
     The same parameters (and state-dict keys) as ``nn.Linear``; only the order of the additions differs from
-    multiplying the concatenated vector (float32 rounding, ~1e-7). Parts with a row for every row of the running
-    sum are added by the matrix product itself (``addmm``); shared parts (a ray's, broadcast over its samples) by
-    an addition.
+    multiplying the concatenated vector (float32 rounding, ~1e-7). See :meth:`sum_products`.
     """
 
     def forward(self, x: Tensor | ViewInputs) -> Tensor:
@@ -127,27 +125,34 @@ class PartsLinear(nn.Linear):
 
     def sum_products(self, parts: Sequence[Tensor], weights: Sequence[Tensor], offset: Tensor | None) -> Tensor:
         """``offset`` + the bias + each part times its weight columns (already taken from :attr:`weight`): the
-        sum :meth:`forward` makes, for callers that reuse the column slices over many calls."""
+        sum :meth:`forward` makes, for callers that reuse the column slices over many calls.
+
+        Products are made as (rows, hidden) matrices, so the running sum is a tensor of its own, never a view (an
+        in-place update of a view makes autograd keep a copy of the whole sum for the backward): a part with a row
+        for every row of the sum is added by the matrix product itself, in place (``addmm_``); a shared part (a
+        ray's, broadcast over its samples) by an addition, in place only without autograd. The caller's offset is
+        never written to."""
         out, bias = offset, self.bias  # the bias goes with the first product made by F.linear
+        flat = None  # ``out`` as a (rows, hidden) tensor made here, when it is one
         for part, weight in zip(parts, weights, strict=True):
+            rows = part.reshape(-1, part.shape[-1])  # a copy only where F.linear would make one
             same_rows = out is not None and out.shape[:-1] == part.shape[:-1]
-            if bias is None and same_rows and out.is_contiguous() and part.is_contiguous():
-                # The running sum enters the matrix product (addmm) instead of another pass over all rows; in place
-                # when it is a sum made here (no copy of it first; no backward reads it), never the caller's offset.
-                rows, part_rows = out.view(-1, out.shape[-1]), part.reshape(-1, part.shape[-1])
-                summed = (
-                    rows.addmm_(part_rows, weight.t())
-                    if out is not offset
-                    else torch.addmm(rows, part_rows, weight.t())
-                )
-                out = summed.view(*part.shape[:-1], -1)
-            else:
-                term = F.linear(part, weight, bias)
-                if out is not None:  # into the new product where it has every row (a + b == b + a exactly)
-                    out = term.add_(out) if _broadcasts_to(out.shape, term.shape) else out + term
+            if bias is None and same_rows and out.is_contiguous():
+                if flat is None:
+                    flat = torch.addmm(out.reshape(-1, out.shape[-1]), rows, weight.t())
                 else:
-                    out = term
-                bias = None
+                    flat.addmm_(rows, weight.t())
+                out = flat.view(*part.shape[:-1], -1)
+                continue
+            flat = F.linear(rows, weight, bias)
+            bias = None
+            term = flat.view(*part.shape[:-1], -1)
+            if out is None:
+                out = term
+            elif not torch.is_grad_enabled() and _broadcasts_to(out.shape, term.shape):
+                out = term.add_(out)  # into the new product where it has every row (a + b == b + a exactly)
+            else:
+                out, flat = out + term, None
         return out
 
 
