@@ -198,8 +198,10 @@ def run_case(case: Case) -> CaseResult:
 
     trunk_s = trunk_time(model, batch, case.warmup, case.iters, sync, case.bf16)
     extra = {"channels_last": model.field.encoder.channels_last}  # the layout "auto" resolved to
-    if bf16_applies(device, case.bf16):  # the float32 trunk too: the floor of a float32 step (another revision's)
-        extra["trunk_float32_s"] = trunk_time(model, batch, case.warmup, case.iters, sync)
+    if bf16_applies(device, case.bf16) or model.field.encoder.channels_last:
+        # The trunk as the official code (and a revision before the NHWC layout) runs it, float32 and NCHW: the
+        # floor of that side's step, for --compare's rest.
+        extra["trunk_reference_s"] = trunk_time(model, batch, case.warmup, case.iters, sync, reference=True)
     model.eval()
     one = make_batch(1, size.image_size, torch.Generator().manual_seed(1)).to(device)
     sync()
@@ -229,27 +231,35 @@ def run_case(case: Case) -> CaseResult:
     )
 
 
-def trunk_time(model, batch, warmup: int, iters: int, sync, bf16: bool = False) -> float:
-    """Median seconds of the image encoder's forward and backward alone (train mode, in the step's precision), on as
-    many images as a step encodes: what the convolutional trunk costs, the part of a step no change outside it can
-    make cheaper."""
+def trunk_time(model, batch, warmup: int, iters: int, sync, bf16: bool = False, reference: bool = False) -> float:
+    """Median seconds of the image encoder's forward and backward alone (train mode, in the step's precision and
+    layout), on as many images as a step encodes: what the convolutional trunk costs, the part of a step no change
+    outside it can make cheaper. ``reference``: a float32 NCHW copy of the encoder instead (the official code's)."""
+    import copy
+
     import torch
 
     from utils.training.steps import autocast
 
     images = batch.images[:, : model.num_multiviews].flatten(0, 1).to(next(model.parameters()).device)
+    encoder = model.field.encoder
+    if reference:
+        encoder = copy.deepcopy(encoder).to(memory_format=torch.contiguous_format)
+        encoder.channels_last, bf16 = False, False
     model.train()
+    encoder.train()
     times = []
     for i in range(warmup + iters):
         sync()
         start = time.perf_counter()
         with autocast(images.device, bf16):
-            features = model.field.encoder(images)
+            features = encoder(images)
         features.float().backward(torch.ones_like(features, dtype=torch.float32))
         sync()
         if i >= warmup:
             times.append(time.perf_counter() - start)
     model.zero_grad(set_to_none=True)
+    encoder.zero_grad(set_to_none=True)
     return statistics.median(times)
 
 
@@ -363,12 +373,13 @@ def compare_row(case: Case, revision: str, old: list[dict], new: list[dict]) -> 
         row[f"old_{key}"], row[f"new_{key}"] = median(old, key), median(new, key)
         row[f"ratio_{key}"] = row[f"old_{key}"] / row[f"new_{key}"]
     # The trunk (encoder forward + backward) is the same code on both sides, but not always in the same precision
-    # (--bf16 on a CPU with native bf16 reaches the new side only): each side's rest is its step minus its own trunk.
+    # or layout (--bf16 on a CPU with native bf16, and the NHWC layout, reach the new side only): each side's rest is
+    # its step minus its own trunk.
     trunk = median(new, "trunk_s")
     if all("trunk_s" in r for r in old):
         old_trunk = median(old, "trunk_s")
-    elif all("trunk_float32_s" in r.get("extra", {}) for r in new):  # an old revision without trunk_s, in float32
-        old_trunk = statistics.median(r["extra"]["trunk_float32_s"] for r in new)
+    elif all("trunk_reference_s" in r.get("extra", {}) for r in new):  # an old revision without trunk_s: float32 NCHW
+        old_trunk = statistics.median(r["extra"]["trunk_reference_s"] for r in new)
     else:
         old_trunk = trunk
     row["trunk_s"], row["old_trunk_s"] = trunk, old_trunk

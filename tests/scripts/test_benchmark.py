@@ -31,6 +31,9 @@ def test_tiny_benchmark_writes_json_and_a_table(tmp_path, capsys):
         "encoder_views": None,
     }
     assert result["extra"]["channels_last"] is resolve_channels_last("auto")  # the layout the run used
+    # an NHWC run also times the float32 NCHW trunk, the floor of the official code's step
+    assert ("trunk_reference_s" in result["extra"]) is result["extra"]["channels_last"]
+    assert result["extra"].get("trunk_reference_s", 1.0) > 0
     assert len(result["train_step_s_all"]) == 2
     assert 0 < result["trunk_s"] < result["train_step_s_median"]  # the encoder alone is part of the step
     assert min(result["train_step_s_all"]) <= result["train_step_s_median"] <= max(result["train_step_s_all"])
@@ -117,9 +120,9 @@ def test_compare_rows_are_medians_and_old_over_new_ratios():
     assert row["ratio_train_step_s_median"] == 2.0 and row["ratio_render_image_s"] == 2.0
     # the encoder's own time is taken off both sides: (5 - 1) / (2.5 - 1)
     assert row["ratio_rest"] == pytest.approx(4.0 / 1.5)
-    # With a bf16 trunk on the new side, the old (float32) side loses its own trunk: the new side's float32 one,
-    # or the old revision's own trunk_s when it reports one.
-    bf16 = [{**r, "trunk_s": 0.5, "extra": {"trunk_float32_s": 1.0}} for r in new]
+    # With a bf16 or NHWC trunk on the new side, the old (float32 NCHW) side loses its own trunk: the new side's
+    # float32 NCHW reference one, or the old revision's own trunk_s when it reports one.
+    bf16 = [{**r, "trunk_s": 0.5, "extra": {"trunk_reference_s": 1.0}} for r in new]
     row = compare_row(case, "abc123", old, bf16)
     assert (row["old_rest_s"], row["new_rest_s"]) == (4.0, 2.0)
     row = compare_row(case, "abc123", [{**r, "trunk_s": 2.0} for r in old], bf16)
