@@ -34,7 +34,7 @@ _RESNETS = {
 
 def resolve_channels_last(choice: bool | str) -> bool:
     """``channels_last`` of :class:`ImageEncoder`: True / False, or "auto" = NHWC where it measured faster: with CUDA
-    (bf16 tensor cores want it) and on CPUs with AVX-512 (oneDNN; the BTS / MVBTS training steps 1.06x / 1.12x
+    (bf16 tensor cores want it) and on CPUs with AVX-512 (oneDNN; the BTS / MVBTS training steps 1.085x / 1.12x
     faster at the official size). Plain NCHW elsewhere (AVX2-only CPUs measured slower)."""
     if isinstance(choice, bool):
         return choice

@@ -127,8 +127,8 @@ def test_overfitting_a_stretch_of_frames_learns_their_geometry(stretch_world, tm
     O_acc and IE_acc after 900 iterations. Measured 0.896 / 0.714 against empty 0.861 / 0.598 and depth
     0.869 / 0.673 (7-11 minutes on 2 cores). Trained on to 1200 iterations the model fills occluded free space and
     falls back to 0.860 / 0.676. Open: since the feature lookup's backward reordered float sums, seeds 0 / 1 / 2 end
-    at O_acc 0.880 / 0.882 / 0.873 - above both baselines, but only seed 1 clears empty + 0.02 (README, "The
-    overfitting check")."""
+    at O_acc 0.880 / 0.882 / 0.873 - above both baselines, but only seed 1 clears empty + 0.02; at fdd2241 (NHWC
+    trunk) seed 0 ends at 0.876 (README, "The overfitting check")."""
     runs, media = tmp_path / "runs", tmp_path / "media"
     argv = ["--world", str(stretch_world), "--runs", str(runs), "--media", str(media), "--budget", "demo"]
     argv += ["--device", "cpu", "--overfit", "--overfit-frames", "8", "--overfit-stride", "2"]
