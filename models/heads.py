@@ -99,9 +99,8 @@ def _narrow(t: Tensor, axis: int, start: int, length: int) -> Tensor:
 def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
     """Whether a tensor of ``shape`` broadcasts to ``target`` without growing it (a cheap check in Python: it runs
     once per block of :meth:`MLP.forward_blocked`)."""
-    return len(shape) <= len(target) and all(
-        s in (1, t) for s, t in zip(reversed(shape), reversed(target), strict=False)
-    )
+    aligned = target[len(target) - len(shape) :]  # broadcasting aligns the trailing dimensions
+    return len(shape) <= len(target) and all(s in (1, t) for s, t in zip(shape, aligned, strict=True))
 
 
 def as_view_inputs(x: Tensor | ViewInputs) -> ViewInputs:

@@ -246,7 +246,6 @@ def trunk_time(model, batch, warmup: int, iters: int, sync, bf16: bool = False, 
     if reference:
         encoder = copy.deepcopy(encoder).to(memory_format=torch.contiguous_format)
         encoder.channels_last, bf16 = False, False
-    model.train()
     encoder.train()
     times = []
     for i in range(warmup + iters):
@@ -258,8 +257,7 @@ def trunk_time(model, batch, warmup: int, iters: int, sync, bf16: bool = False, 
         sync()
         if i >= warmup:
             times.append(time.perf_counter() - start)
-    model.zero_grad(set_to_none=True)
-    encoder.zero_grad(set_to_none=True)
+    model.zero_grad(set_to_none=True)  # a reference copy's gradients go with the copy
     return statistics.median(times)
 
 
@@ -378,7 +376,7 @@ def compare_row(case: Case, revision: str, old: list[dict], new: list[dict]) -> 
     trunk = median(new, "trunk_s")
     if all("trunk_s" in r for r in old):
         old_trunk = median(old, "trunk_s")
-    elif all("trunk_reference_s" in r.get("extra", {}) for r in new):  # an old revision without trunk_s: float32 NCHW
+    elif all("trunk_reference_s" in r["extra"] for r in new):  # an old revision without trunk_s: float32 NCHW
         old_trunk = statistics.median(r["extra"]["trunk_reference_s"] for r in new)
     else:
         old_trunk = trunk
@@ -524,10 +522,9 @@ def table(results: list[dict]) -> str:
     lines = [header, "-" * len(header)]
     for r in results:
         c = r["case"]
-        layout = r["extra"].get("channels_last", c["channels_last"])  # what "auto" resolved to
         lines.append(
             f"{c['model']:<7} {c['size']:<9} {c['device']:<7} {c['batch_size']:>5} {str(c['bf16']):>5} "
-            f"{str(layout):>7} {r['train_step_s_median']:>9.3f} {r['render_image_s']:>9.3f} "
+            f"{str(r['extra']['channels_last']):>7} {r['train_step_s_median']:>9.3f} {r['render_image_s']:>9.3f} "
             f"{r['gen_img_custom_s']:>9.3f} {r['peak_memory_mb']:>9.0f}"
         )
     return "\n".join(lines)
