@@ -328,15 +328,30 @@ LANDSCAPE_FIELDS = {  # name -> what the density is (besides the trained model's
     "answers, with the true depth",
     "all far": "sigma 0 everywhere: every ray ends at the far plane (80 m), the degenerate solution",
     "constant 0.1": "sigma 0.1 everywhere: a uniform fog whose expected depth (~13 m) is the scenes' median",
+    # The trained model's densities with only the points view 0 cannot see (hidden: occluded from its centre)
+    # replaced: does the objective reward what the model put there, given what it learnt everywhere else?
+    "model, hidden free emptied": "the model, with every hidden free point at sigma 0 (its false fill removed)",
+    "model, hidden occupied solid": "the model, with every hidden occupied point opaque (the hidden solids it misses)",
+    "model, hidden as the truth": "the model, with the hidden points exact (both of the above)",
+    "model, hidden all solid": "the model, with every hidden point opaque (the 'depth' baseline's answer there)",
+    "model, hidden all empty": "the model, with every hidden point at sigma 0",
+    "exact, hidden free as the model": "the exact geometry, with the model's densities at the hidden free points: "
+    "does the objective reward the model's fill even where everything else is exact?",
 }
+OPAQUE = 50.0  # sigma of a solid in the fixed fields: 1 - exp(-50 * 0.3 m) = 1 within float32
 
 
-def objective_landscape(root: Path, checkpoint: Path, batches: int = 24, seed: int = 0) -> dict[str, float]:
+def objective_landscape(root: Path, checkpoint: Path, batches: int = 24, seed: int = 0) -> dict:
     """The photometric term of ``batches`` fixed training batches (same frames, patches and samples for every
     field) rendered with the trained model of ``checkpoint`` and with the densities of :data:`LANDSCAPE_FIELDS`.
 
     Where the model's loss sits between "all far" and "exact geometry" says whether training has left the
-    degenerate solution and how much the objective still rewards the true surfaces.
+    degenerate solution and how much the objective still rewards the true surfaces; the "model, hidden ..."
+    fields say which way the objective pulls the model's occluded space. Returns ``{"loss": {field: mean},
+    "minus_model": {field: [mean, standard error]}, "batches": n, "per_batch": {field: [loss, ...]}}``: the
+    differences are paired per batch, whose losses vary far more between batches than between fields. With fewer
+    training frames than ``batches`` (the overfitting runs) each frame is drawn several times, with new patches and
+    samples each time.
     """
     from hydra.utils import instantiate
 
@@ -353,7 +368,8 @@ def objective_landscape(root: Path, checkpoint: Path, batches: int = 24, seed: i
     loss_cfg = instantiate(run_cfg.loss)
     dataset = instantiate(run_cfg.data.train, color_aug=False)  # the frames the run trained on
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(dataset), generator=generator)[:batches].tolist()
+    rounds = math.ceil(batches / len(dataset))
+    order = torch.cat([torch.randperm(len(dataset), generator=generator) for _ in range(rounds)])[:batches].tolist()
     losses: dict[str, list[float]] = {"trained model": [], **{name: [] for name in LANDSCAPE_FIELDS}}
     with torch.no_grad():
         for index in order:
@@ -367,7 +383,17 @@ def objective_landscape(root: Path, checkpoint: Path, batches: int = 24, seed: i
                 field = _landscape_field(name, model_field, view0_to_world[0], world)
                 render = model.render_patches(batch, choices, field)
                 losses[name].append(training_loss(render.render, render.target, loss_cfg).photometric.item())
-    return {name: float(np.mean(values)) for name, values in losses.items()}
+    model_losses = np.array(losses["trained model"])
+    minus_model = {}
+    for name, values in losses.items():
+        difference = np.array(values) - model_losses
+        minus_model[name] = [float(difference.mean()), float(difference.std(ddof=1) / math.sqrt(len(difference)))]
+    return {
+        "loss": {name: float(np.mean(values)) for name, values in losses.items()},
+        "minus_model": minus_model,
+        "batches": len(order),
+        "per_batch": losses,  # for any other pairing
+    }
 
 
 def _landscape_field(name: str, model_field, view0_to_world: torch.Tensor, world):
@@ -377,17 +403,51 @@ def _landscape_field(name: str, model_field, view0_to_world: torch.Tensor, world
 
     def field(samples):
         own = model_field(samples)
-        if name.startswith("exact"):
-            points = samples.points.reshape(-1, 3).to(torch.float64) @ view0_to_world[:3, :3].T + view0_to_world[:3, 3]
-            solid = world.occupied(points)
-            if name != "exact geometry":
-                solid |= ~world.visible(points, view0_to_world[:3, 3])
-            sigma = 50.0 * solid.to(own.sigma.dtype).reshape(own.sigma.shape)
+        if name in ("all far", "constant 0.1"):
+            return FieldOutput(sigma=torch.full_like(own.sigma, 0.0 if name == "all far" else 0.1), invalid=own.invalid)
+        points = samples.points.reshape(-1, 3).to(torch.float64) @ view0_to_world[:3, :3].T + view0_to_world[:3, 3]
+        occupied = world.occupied(points).reshape(own.sigma.shape)
+        hidden = (~world.visible(points, view0_to_world[:3, 3])).reshape(own.sigma.shape)
+        opaque = torch.full_like(own.sigma, OPAQUE)
+        empty = torch.zeros_like(own.sigma)
+        if name == "exact geometry":
+            sigma = torch.where(occupied, opaque, empty)
+        elif name == "exact, solid behind":
+            sigma = torch.where(occupied | hidden, opaque, empty)
+        elif name == "exact, hidden free as the model":
+            sigma = torch.where(hidden & ~occupied, own.sigma, torch.where(occupied, opaque, empty))
         else:
-            sigma = torch.full_like(own.sigma, 0.0 if name == "all far" else 0.1)
+            replace_with = {  # name -> (which hidden points, their new density)
+                "model, hidden free emptied": (hidden & ~occupied, empty),
+                "model, hidden occupied solid": (hidden & occupied, opaque),
+                "model, hidden as the truth": (hidden, torch.where(occupied, opaque, empty)),
+                "model, hidden all solid": (hidden, opaque),
+                "model, hidden all empty": (hidden, empty),
+            }
+            where, value = replace_with[name]
+            sigma = torch.where(where, value, own.sigma)
         return FieldOutput(sigma=sigma, invalid=own.invalid)
 
     return field
+
+
+def landscape_table(table: dict[str, dict]) -> str:
+    """Markdown: one row per field, one column per checkpoint (mean loss, and the paired difference to the model)."""
+    paths = list(table)
+    lines = [
+        "| field | " + " | ".join(f"`{Path(p).parent.name}/{Path(p).name}`" for p in paths) + " |",
+        "|---|" + "---|" * len(paths),
+    ]
+    for name in table[paths[0]]["loss"]:
+        cells = []
+        for path in paths:
+            loss, (difference, error) = table[path]["loss"][name], table[path]["minus_model"][name]
+            cells.append(f"{loss:.4f}" if name == "trained model" else f"{loss:.4f} ({difference:+.4f} +- {error:.4f})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    batches = sorted({entry["batches"] for entry in table.values()})
+    lines.append(f"\n(photometric term, mean over {'/'.join(map(str, batches))} fixed batches; in brackets the paired")
+    lines.append("difference to the trained model and its standard error)")
+    return "\n".join(lines)
 
 
 def _in_image(points_cam: torch.Tensor, K_norm: torch.Tensor) -> torch.Tensor:
@@ -569,6 +629,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="CHECKPOINT",
         help="photometric loss of trained checkpoints vs the exact geometry and the degenerate densities",
     )
+    parser.add_argument("--landscape-batches", type=int, default=24, help="fixed batches per --landscape checkpoint")
     parser.add_argument(
         "--table-at", nargs="+", type=int, default=None, metavar="ITER", help="tables at these iterations"
     )
@@ -599,9 +660,11 @@ def main(argv=None) -> dict:
 
     prepare_loader_cache(root, budget, args.workers, quiet=True)
     if args.landscape:
-        table = {str(path): objective_landscape(root, path) for path in args.landscape}
+        table = {str(path): objective_landscape(root, path, args.landscape_batches) for path in args.landscape}
         write_json(args.media / "landscape.json", table)
-        print(json.dumps(table, indent=1))
+        text = landscape_table(table)
+        (args.media / "landscape.md").write_text(text + "\n")
+        print(text)
         return table
     if args.overfit:
         split = overfit_split(root, args.runs, args.overfit_frames, args.overfit_stride)

@@ -11,7 +11,18 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from scripts.study import LANDSCAPE_FIELDS, VARIANTS, final_row, main, objective_landscape, observability
+from models.field_output import FieldOutput
+from scripts.study import (
+    LANDSCAPE_FIELDS,
+    OPAQUE,
+    VARIANTS,
+    _landscape_field,
+    final_row,
+    landscape_table,
+    main,
+    objective_landscape,
+    observability,
+)
 from utils.checkpoints import read_checkpoint
 from utils.config import compose_config
 
@@ -97,8 +108,12 @@ def test_the_objective_prefers_the_true_geometry_to_the_degenerate_answers(world
     # the demo's sampling (32 per ray: 8 would resolve no surface), 256 rays
     argv += ["--set", "model.samples_per_ray=32", "model.ray_batch_size=256", "--tag", "landscape"]
     main([*argv, "--device", "cpu", "--iters", "1", "--eval-every", "1", "--workers", "1"])
-    losses = objective_landscape(world, runs / "baseline+landscape/seed0/training_checkpoint_1.pt", batches=4)
-    assert set(losses) == {"trained model", *LANDSCAPE_FIELDS}
+    landscape = objective_landscape(world, runs / "baseline+landscape/seed0/training_checkpoint_1.pt", batches=4)
+    losses = landscape["loss"]
+    assert set(losses) == set(landscape["minus_model"]) == {"trained model", *LANDSCAPE_FIELDS}
+    assert landscape["batches"] == 4 and landscape["minus_model"]["trained model"] == [0.0, 0.0]
+    for name, (difference, error) in landscape["minus_model"].items():  # paired differences, per batch
+        assert difference == pytest.approx(losses[name] - losses["trained model"], abs=1e-6) and error >= 0
     # measured on this half-resolution world (generator 1.1): 0.052 vs 0.058 (all far) and 0.111 (fog); on the demo
     # world 0.037-0.040 vs 0.059-0.060 and 0.09
     assert losses["exact geometry"] < 0.95 * min(losses["all far"], losses["constant 0.1"])
@@ -106,6 +121,59 @@ def test_the_objective_prefers_the_true_geometry_to_the_degenerate_answers(world
     # the overfitting stretch of world 1.1 0.053 against 0.044 (README): the objective does not always tell thin
     # from thick occupancy
     assert all(math.isfinite(value) and value > 0 for value in losses.values())
+    table = landscape_table({"run/training_checkpoint_1.pt": landscape})
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + len(losses) and rows[1].startswith("| trained model |")
+
+
+class _WallWorld:
+    """Along the camera's z axis (camera at ``centre``, looking down +z): a wall from 4 to 5 m, which hides
+    everything behind it, and a second solid from 8 to 9 m behind the wall."""
+
+    def __init__(self, centre):
+        self.centre = centre
+
+    def occupied(self, points):
+        z = points[:, 2] - self.centre[2]
+        return ((z >= 4) & (z <= 5)) | ((z >= 8) & (z <= 9))
+
+    def visible(self, points, camera_centre):
+        assert torch.equal(camera_centre, self.centre)  # seen from view 0's centre
+        return points[:, 2] - camera_centre[2] < 4  # the wall's face is the first surface on every ray
+
+
+def test_landscape_fields_replace_exactly_the_points_they_name():
+    """Hand-worked: four points on view 0's axis - free in front of the wall (2 m), inside the wall behind its face
+    (4.5 m: hidden and occupied), the hidden gap (6 m) and the hidden solid (8.5 m) - under a model answering 0.7
+    everywhere; each field changes only the class of points its name says, and keeps the model's validity."""
+    view0_to_world = torch.eye(4, dtype=torch.float64)
+    view0_to_world[:3, 3] = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
+    world = _WallWorld(view0_to_world[:3, 3])
+    points = torch.tensor([[[0.0, 0.0, 2.0], [0.0, 0.0, 4.5], [0.0, 0.0, 6.0], [0.0, 0.0, 8.5]]])  # view 0 frame
+    invalid = torch.tensor([[[False], [True], [False], [True]]])
+
+    def model_field(samples):
+        return FieldOutput(sigma=torch.full(samples.points.shape[:2], 0.7), invalid=invalid)
+
+    o, m = OPAQUE, 0.7
+    expected = {  # visible free, hidden occupied (wall), hidden free (gap), hidden occupied (solid behind)
+        "exact geometry": [0, o, 0, o],
+        "exact, solid behind": [0, o, o, o],
+        "all far": [0, 0, 0, 0],
+        "constant 0.1": [0.1, 0.1, 0.1, 0.1],
+        "model, hidden free emptied": [m, m, 0, m],
+        "model, hidden occupied solid": [m, o, m, o],
+        "model, hidden as the truth": [m, o, 0, o],
+        "model, hidden all solid": [m, o, o, o],
+        "model, hidden all empty": [m, 0, 0, 0],
+        "exact, hidden free as the model": [0, o, m, o],
+    }
+    assert set(expected) == set(LANDSCAPE_FIELDS)
+    samples = type("Samples", (), {"points": points})()
+    for name, sigma in expected.items():
+        out = _landscape_field(name, model_field, view0_to_world, world)(samples)
+        assert out.sigma.tolist() == [pytest.approx(sigma)], name
+        assert torch.equal(out.invalid, invalid), name
 
 
 @pytest.fixture(scope="module")
