@@ -3,6 +3,7 @@
     python -m scripts.study --variants baseline samples_64 lr_3e-4 --seeds 0 1   # one change per run
     python -m scripts.study --overfit                                           # the overfitting check
     python -m scripts.study --observability                                     # what the training views see
+    python -m scripts.study --overfit --supervised                              # the same, fitted to the truth
 
 Every run trains BTS (``train_synthetic_bts``) at the demo's budget (:data:`scripts.demo.BUDGETS`) with one change
 (a :class:`Variant`), same seed, into ``<runs>/<variant>/seed<k>``, validating and keeping a checkpoint every
@@ -225,6 +226,8 @@ def score_checkpoints(
 def run_record(out: Path, scores: dict[int, dict]) -> dict:
     """What the table and the plots read of one run."""
     scalars = read_scalars(out)
+    if (out / "loss.json").is_file():  # a supervised fit's cross-entropy (no event files)
+        scalars["train/loss"] = [tuple(pair) for pair in json.loads((out / "loss.json").read_text())]
     return {
         "loss": scalars.get("train/loss", []),
         "val_abs_rel": scalars.get("val/abs_rel", []),
@@ -269,6 +272,86 @@ OVERFIT = Variant(
         "model.flip_p=0.0",
     ),
 )
+OVERFIT_SUPERVISED = replace(
+    OVERFIT,
+    name="overfit_supervised",
+    group="supervised",
+    what="the same frames and network, fitted to the exact occupancy (cross-entropy at the 0.5 threshold) instead of "
+    "the photometric objective: what the field can hold",
+)
+
+
+SUPERVISED_POINTS = 4096  # labelled points per frame and step of the supervised fit
+OCCUPANCY_THRESHOLD = 0.5  # the protocol's: occupied where sigma > 0.5
+
+
+def supervised_fit(
+    root: Path, runs: Path, budget: Budget, variant: Variant, seed: int, iters: int, every: int, device: str
+) -> Path:
+    """BTS's network (encoder, feature lookup, density head: the variant's, untouched) fitted to the *exact*
+    occupancy of the frames it trains on, instead of the photometric objective: binary cross-entropy between
+    ``log(sigma / 0.5)`` (the protocol's threshold) and the world's truth at ``SUPERVISED_POINTS`` random points
+    per frame of the evaluation grid's box (its x and z range, the whole height band), Adam at the variant's
+    learning rate, no rendering. It asks whether the field and the scoring can hold these frames' geometry at all
+    once a signal says what it is, so that what the photometric runs miss is the objective's, not the network's
+    or the evaluation's. Checkpoints carry the model and the run configuration like training's, so
+    :func:`score_checkpoints` reads them; the loss curve goes to ``loss.json``. Resumes by skipping a finished run.
+    """
+    import torch.nn.functional as F
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from datasets.sample import collate
+    from datasets.synthetic.root import SyntheticRoot
+    from utils.config import compose_config
+    from utils.training.checkpoints import atomic_save
+
+    out = run_dir(runs, variant, seed)
+    if (out / f"training_checkpoint_{iters}.pt").is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = compose_config(
+        TRAIN_CONFIG, [*budget_overrides(root, budget), *BASELINE, *variant.overrides, f"trainer.seed={seed}"]
+    )
+    torch.manual_seed(seed)
+    model = instantiate(cfg.model).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.trainer.optimizer.lr)
+    dataset = instantiate(cfg.data.train)
+    world = SyntheticRoot.load(root)
+    grid = instantiate(compose_config("eval_synthetic_occ", [f"data.data_path={root / 'KITTI-360'}"]).eval.grid)
+    low = torch.tensor([min(grid.x_range), min(grid.y_range), min(grid.z_range)], dtype=torch.float64)
+    high = torch.tensor([max(grid.x_range), max(grid.y_range), max(grid.z_range)], dtype=torch.float64)
+    level_to_cam = grid.level_to_cam(torch.float64)
+    generator = torch.Generator().manual_seed(seed)
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    losses = []
+    for iteration in range(1, iters + 1):
+        frames = torch.randint(len(dataset), (cfg.trainer.batch_size,), generator=generator).tolist()
+        samples = [dataset[index] for index in frames]
+        level = low + torch.rand(len(frames), SUPERVISED_POINTS, 3, generator=generator, dtype=torch.float64) * (
+            high - low
+        )
+        points_cam = level @ level_to_cam[:3, :3].T + level_to_cam[:3, 3]  # view 0's frame, the model's
+        labels = []
+        for sample, points in zip(samples, points_cam, strict=True):
+            cam0 = dataset.cam_to_world(sample.sequence, sample.frame_id, "00").to(torch.float64)
+            labels.append(world.occupied(points @ cam0[:3, :3].T + cam0[:3, 3]))
+        batch = collate(samples).to(device)
+        scene = model.encode_views(batch)
+        sigma = model.field.query(scene, points_cam.to(device, torch.float32), model.density_head).sigma
+        logits = torch.log(sigma.clamp_min(1e-6)) - math.log(OCCUPANCY_THRESHOLD)
+        loss = F.binary_cross_entropy_with_logits(logits, torch.stack(labels).to(device, logits.dtype))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append((iteration, loss.item()))
+        if iteration % every == 0:
+            state = {"model": model.state_dict(), "config": config_yaml, "iteration": iteration}
+            atomic_save(state, out / f"training_checkpoint_{iteration}.pt")
+            recent = np.mean([value for _, value in losses[-every:]])
+            print(f"[{variant.name} seed {seed}] iteration {iteration}: cross-entropy {recent:.4f}")
+    write_json(out / "loss.json", losses)
+    return out
 
 
 def observability(root: Path, split_file: Path, max_frames: int | None = None) -> dict[str, float]:
@@ -575,6 +658,11 @@ def plot_group(path: Path, title: str, entries: dict[str, dict], scored_on: str 
                     ax.axhline(empty[0], color="grey", linestyle=":", label='"empty" answer')
     for ax in axes[len(panels) :]:
         ax.axis("off")
+    for ax, (_, label) in zip(axes, panels, strict=False):
+        if not ax.lines:  # e.g. a supervised fit has no validation run
+            ax.set_title(label, fontsize=10)
+            ax.text(0.5, 0.5, "not measured in these runs", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([]), ax.set_yticks([])
     axes[0].legend(fontsize=8)
     axes[2].legend(fontsize=8)
     fig.suptitle(title)
@@ -621,6 +709,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--overfit-stride", type=int, default=0, help="frames of a stretch, this far apart (0: spread out)"
     )
+    parser.add_argument(
+        "--supervised",
+        action="store_true",
+        help="with --overfit: fit the network to the exact occupancy instead of the photometric objective",
+    )
     parser.add_argument("--observability", action="store_true", help="measure what the training views see")
     parser.add_argument(
         "--landscape",
@@ -666,9 +759,12 @@ def main(argv=None) -> dict:
         (args.media / "landscape.md").write_text(text + "\n")
         print(text)
         return table
+    if args.supervised and not args.overfit:
+        raise SystemExit("--supervised fits the frames of --overfit: add --overfit (and its --overfit-frames)")
     if args.overfit:
         split = overfit_split(root, args.runs, args.overfit_frames, args.overfit_stride)
-        variants = [replace(OVERFIT, overrides=(*OVERFIT.overrides, f"data.train.split_path={split}"))]
+        base = OVERFIT_SUPERVISED if args.supervised else OVERFIT
+        variants = [replace(base, overrides=(*base.overrides, f"data.train.split_path={split}"))]
         score_split = split
     else:
         variants = [VARIANTS[name] for name in args.variants]
@@ -699,7 +795,10 @@ def main(argv=None) -> dict:
                     raise SystemExit("self_pretrained needs --pretrained-from <run dir or checkpoint>")
                 init = trunk_init(root, budget, args.pretrained_from, seed, run_dir(args.runs, variant, seed))
                 extra = (f"trainer.init_from={init}",)
-            out = train_variant(root, args.runs, budget, variant, seed, args.iters, args.eval_every, device, extra)
+            if variant.name.startswith(OVERFIT_SUPERVISED.name):
+                out = supervised_fit(root, args.runs, budget, variant, seed, args.iters, args.eval_every, device)
+            else:
+                out = train_variant(root, args.runs, budget, variant, seed, args.iters, args.eval_every, device, extra)
             scores = score_checkpoints(
                 root, out, args.runs, budget, score_split, device, variant.samples, variant.data_overrides
             )
