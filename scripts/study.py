@@ -424,17 +424,21 @@ LANDSCAPE_FIELDS = {  # name -> what the density is (besides the trained model's
 OPAQUE = 50.0  # sigma of a solid in the fixed fields: 1 - exp(-50 * 0.3 m) = 1 within float32
 
 
-def objective_landscape(root: Path, checkpoint: Path, batches: int = 24, seed: int = 0) -> dict:
+def objective_landscape(
+    root: Path, checkpoint: Path, batches: int = 24, seed: int = 0, samples: int | None = None
+) -> dict:
     """The photometric term of ``batches`` fixed training batches (same frames, patches and samples for every
     field) rendered with the trained model of ``checkpoint`` and with the densities of :data:`LANDSCAPE_FIELDS`.
 
     Where the model's loss sits between "all far" and "exact geometry" says whether training has left the
     degenerate solution and how much the objective still rewards the true surfaces; the "model, hidden ..."
     fields say which way the objective pulls the model's occluded space. Returns ``{"loss": {field: mean},
-    "minus_model": {field: [mean, standard error]}, "batches": n, "per_batch": {field: [loss, ...]}}``: the
+    "minus_model": {field: [mean, standard error]}, "batches": n, "samples_per_ray": s, "per_batch": {field:
+    [loss, ...]}}``: the
     differences are paired per batch, whose losses vary far more between batches than between fields. With fewer
     training frames than ``batches`` (the overfitting runs) each frame is drawn several times, with new patches and
-    samples each time.
+    samples each time. ``samples`` renders with that many samples per ray instead of the run's own (the sampling's
+    discretisation is part of what the objective rewards).
     """
     from hydra.utils import instantiate
 
@@ -447,6 +451,8 @@ def objective_landscape(root: Path, checkpoint: Path, batches: int = 24, seed: i
     run_cfg = stored_run_config(read_checkpoint(checkpoint, ("model", "config")))
     model = load_model(run_cfg.model, checkpoint, allow_random_weights=False, use_checkpoint_config=True).model
     model.eval()  # the model as it is evaluated (and no flip drawn)
+    if samples is not None:
+        model.samples_per_ray = samples
     world = SyntheticRoot.load(root)
     loss_cfg = instantiate(run_cfg.loss)
     dataset = instantiate(run_cfg.data.train, color_aug=False)  # the frames the run trained on
@@ -455,9 +461,9 @@ def objective_landscape(root: Path, checkpoint: Path, batches: int = 24, seed: i
     order = torch.cat([torch.randperm(len(dataset), generator=generator) for _ in range(rounds)])[:batches].tolist()
     losses: dict[str, list[float]] = {"trained model": [], **{name: [] for name in LANDSCAPE_FIELDS}}
     with torch.no_grad():
-        for index in order:
+        for i, index in enumerate(order):
             batch = collate([dataset[index]])
-            choices = model.draw_choices(batch, generator)
+            choices = landscape_choices(model, batch, seed, i)
             out = model(batch, choices)
             losses["trained model"].append(training_loss(out.render, out.target, loss_cfg).photometric.item())
             view0_to_world = batch.cam_to_world[:, 0].to(torch.float64)  # (1, 4, 4)
@@ -475,8 +481,16 @@ def objective_landscape(root: Path, checkpoint: Path, batches: int = 24, seed: i
         "loss": {name: float(np.mean(values)) for name, values in losses.items()},
         "minus_model": minus_model,
         "batches": len(order),
+        "samples_per_ray": model.samples_per_ray,
         "per_batch": losses,  # for any other pairing
     }
+
+
+def landscape_choices(model, batch, seed: int, i: int):
+    """The random choices of the ``i``-th landscape batch, from a generator of its own: its frame roles and patches
+    (drawn before the samples' jitter) are the same whatever the samples per ray, so renders with other sampling
+    compare batch by batch."""
+    return model.draw_choices(batch, torch.Generator().manual_seed(1_000_003 * seed + i))
 
 
 def _landscape_field(name: str, model_field, view0_to_world: torch.Tensor, world):
@@ -724,6 +738,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--landscape-batches", type=int, default=24, help="fixed batches per --landscape checkpoint")
     parser.add_argument(
+        "--landscape-samples", type=int, default=None, help="samples per ray of --landscape (default: the run's)"
+    )
+    parser.add_argument(
         "--table-at", nargs="+", type=int, default=None, metavar="ITER", help="tables at these iterations"
     )
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="extra overrides for every run")
@@ -753,7 +770,10 @@ def main(argv=None) -> dict:
 
     prepare_loader_cache(root, budget, args.workers, quiet=True)
     if args.landscape:
-        table = {str(path): objective_landscape(root, path, args.landscape_batches) for path in args.landscape}
+        table = {
+            str(path): objective_landscape(root, path, args.landscape_batches, samples=args.landscape_samples)
+            for path in args.landscape
+        }
         write_json(args.media / "landscape.json", table)
         text = landscape_table(table)
         (args.media / "landscape.md").write_text(text + "\n")

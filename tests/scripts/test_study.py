@@ -9,8 +9,10 @@ from dataclasses import replace
 
 import pytest
 import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from datasets.sample import collate
 from models.field_output import FieldOutput
 from scripts.study import (
     LANDSCAPE_FIELDS,
@@ -18,12 +20,13 @@ from scripts.study import (
     VARIANTS,
     _landscape_field,
     final_row,
+    landscape_choices,
     landscape_table,
     main,
     objective_landscape,
     observability,
 )
-from utils.checkpoints import read_checkpoint
+from utils.checkpoints import load_model, read_checkpoint, stored_run_config
 from utils.config import compose_config
 
 
@@ -112,6 +115,7 @@ def test_the_objective_prefers_the_true_geometry_to_the_degenerate_answers(world
     losses = landscape["loss"]
     assert set(losses) == set(landscape["minus_model"]) == {"trained model", *LANDSCAPE_FIELDS}
     assert landscape["batches"] == 4 and landscape["minus_model"]["trained model"] == [0.0, 0.0]
+    assert landscape["samples_per_ray"] == 32  # the run's own
     for name, (difference, error) in landscape["minus_model"].items():  # paired differences, per batch
         assert difference == pytest.approx(losses[name] - losses["trained model"], abs=1e-6) and error >= 0
     # measured on this half-resolution world (generator 1.1): 0.052 vs 0.058 (all far) and 0.111 (fog); on the demo
@@ -122,6 +126,22 @@ def test_the_objective_prefers_the_true_geometry_to_the_degenerate_answers(world
     # from thick occupancy
     assert all(math.isfinite(value) and value > 0 for value in losses.values())
     table = landscape_table({"run/training_checkpoint_1.pt": landscape})
+    # rendered with other sampling on request (the same fixed fields, another discretisation)
+    coarse = objective_landscape(world, runs / "baseline+landscape/seed0/training_checkpoint_1.pt", 4, samples=8)
+    assert coarse["samples_per_ray"] == 8
+    assert coarse["loss"]["exact geometry"] != pytest.approx(losses["exact geometry"], rel=1e-3)
+    # what makes the two comparable batch by batch: a batch's roles and patches come out of its own generator
+    # before the jitter, so they do not depend on the samples per ray
+    checkpoint = runs / "baseline+landscape/seed0/training_checkpoint_1.pt"
+    run_cfg = stored_run_config(read_checkpoint(checkpoint, ("model", "config")))
+    model = load_model(run_cfg.model, checkpoint, allow_random_weights=False, use_checkpoint_config=True).model
+    batch = collate([instantiate(run_cfg.data.train, color_aug=False)[0]])
+    drawn = []
+    for samples in (8, 32):
+        model.samples_per_ray = samples
+        drawn.append(landscape_choices(model, batch, seed=0, i=3))
+    assert drawn[0].roles == drawn[1].roles and [d.jitter.shape[-1] for d in drawn] == [8, 32]
+    assert all(torch.equal(getattr(drawn[0].patches, k), getattr(drawn[1].patches, k)) for k in ("views", "y0", "x0"))
     rows = [line for line in table.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + len(losses) and rows[1].startswith("| trained model |")
 
