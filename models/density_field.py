@@ -73,6 +73,12 @@ def bilinear_corners(uv: Tensor, height: int, width: int) -> tuple[list[Tensor],
     return index, [wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1]
 
 
+# Points per block of the lookup's CPU backward: a block's weighted gradient rows (8192 x 64 floats, 2 MB) stay in
+# the L2 cache while they are added. Measured (2026-12-06, official size, the points of a real step): the MVBTS
+# 2-view lookup backward 0.105-0.111 -> 0.044-0.049 s per call, BTS 0.020-0.022 -> 0.014-0.017 s.
+LOOKUP_BACKWARD_BLOCK = 8192
+
+
 class _SampleFeatures(torch.autograd.Function):
     """:func:`_grid_sample` whose backward (to the features only) adds each point's gradient row into a
     channels-last buffer with ``index_add_``: a corner's C values sit together, where PyTorch's CPU
@@ -94,12 +100,21 @@ class _SampleFeatures(torch.autograd.Function):
         B, C, H, W = ctx.shape
         # The incoming gradient is the transposed (B, C, N) layout of the lookup; made contiguous once, each corner's
         # weighted rows are contiguous too (else every corner's reshape below copies).
-        grad = grad.contiguous()
+        grad = grad.contiguous().reshape(-1, C)  # (B N, C)
         index, weight = bilinear_corners(uv, H, W)
         offset = (torch.arange(B, device=uv.device) * (H * W)).unsqueeze(-1)  # (B, 1): the batch's block of rows
+        index = [(corner + offset).reshape(-1) for corner in index]
+        weight = [w.reshape(-1, 1) for w in weight]
         rows = grad.new_zeros(B * H * W, C)
-        for corner, w in zip(index, weight, strict=True):
-            rows.index_add_(0, (corner + offset).reshape(-1), (grad * w.unsqueeze(-1)).reshape(-1, C))
+        # A block of points at a time, so each corner's weighted rows are made in a cache-sized buffer and added
+        # while still there (the whole (B N, C) product per corner went through memory and back); a block's points
+        # are neighbours along rays, so the rows they add into are mostly in cache too.
+        block = grad.new_empty(min(LOOKUP_BACKWARD_BLOCK, grad.shape[0]), C)
+        for start in range(0, grad.shape[0], LOOKUP_BACKWARD_BLOCK):
+            stop = min(start + LOOKUP_BACKWARD_BLOCK, grad.shape[0])
+            for corner, w in zip(index, weight, strict=True):
+                weighted = torch.mul(grad[start:stop], w[start:stop], out=block[: stop - start])
+                rows.index_add_(0, corner[start:stop], weighted)
         return rows.reshape(B, H, W, C).permute(0, 3, 1, 2), None  # channels-last strides, no copy
 
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from models import density_field
 from models.density_field import EncodedScene, RaysInCameras, _grid_sample, ray_view_inputs, sample_features
 from models.heads import INVALID_VIEW_LOGIT, MLP, MultiViewFusionHead, ViewInputs
 from models.rays import RaySamples
@@ -186,10 +187,13 @@ def test_the_fusion_head_output_bias_shifts_the_teacher_density_by_exactly_its_v
     torch.testing.assert_close(shifted(x, invalid) - official(x, invalid), torch.full((5, 7), -2.0))
 
 
-def test_feature_lookup_gradient_equals_grid_samplers():
-    """The CPU training backward of the feature lookup (index_add_ into channels-last rows) gives the features the
-    gradient ``F.grid_sample``'s own backward gives: points inside, outside (border padding), on pixel centres
-    and on the last row and column (a corner past the image at weight 0), for two scenes."""
+@pytest.mark.parametrize("block", [7, 300, 8192])
+def test_feature_lookup_gradient_equals_grid_samplers(block, monkeypatch):
+    """The CPU training backward of the feature lookup (index_add_ into channels-last rows, ``block`` points at a
+    time: many blocks with a short last one, one block that spans both scenes exactly, one larger than all points)
+    gives the features the gradient ``F.grid_sample``'s own backward gives: points inside, outside (border padding),
+    on pixel centres and on the last row and column (a corner past the image at weight 0), for two scenes."""
+    monkeypatch.setattr(density_field, "LOOKUP_BACKWARD_BLOCK", block)
     g = torch.Generator().manual_seed(3)
     maps = torch.randn(2, 5, 7, 11, generator=g)
     uv = torch.rand(2, 300, 2, generator=g) * 2.6 - 1.3
