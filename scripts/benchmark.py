@@ -17,7 +17,8 @@ preprocessed cache; ``--prepare-cache`` builds the cache first and times that) a
 on the synthetic world (frames/s; occupancy with a cold and then a warm lidar-reference cache; depth), with
 random weights of the first size's model.
 
-Sizes (``--sizes``): ``official`` = ResNet-50, 192 x 640, 2048 rays x 64 samples (REFERENCE 1.3), batch 1 on
+Sizes (``--sizes``): ``official`` = ResNet-50, 192 x 640, each config's own ray batch (BTS 4096, MVBTS and KD
+2048 rays) x 64 samples (REFERENCE 1.3), batch 1 on
 CPU and 8 on CUDA unless ``--batch-size``; ``small`` = ResNet-18, 64 x 192, 512 rays x 32 samples, batch 2;
 ``tiny`` = ResNet-18, 64 x 128, 64 rays x 8 samples, batch 1 (seconds, for the test suite).
 """
