@@ -4,6 +4,7 @@
     python -m scripts.study --overfit                                           # the overfitting check
     python -m scripts.study --observability                                     # what the training views see
     python -m scripts.study --overfit --supervised                              # the same, fitted to the truth
+    python -m scripts.study --overfit --overfit-model mvbts                     # the same with the MVBTS teacher
 
 Every run trains BTS (``train_synthetic_bts``) at the demo's budget (:data:`scripts.demo.BUDGETS`) with one change
 (a :class:`Variant`), same seed, into ``<runs>/<variant>/seed<k>``, validating and keeping a checkpoint every
@@ -50,6 +51,8 @@ from scripts.demo import (
 from utils.evaluation.report import write_json
 
 TRAIN_CONFIG = "train_synthetic_bts"
+# What --overfit-model trains: the training config and the head that gives its densities (trained and scored).
+OVERFIT_MODELS = {"bts": ("train_synthetic_bts", "single_view"), "mvbts": ("train_synthetic_base", "multi_view")}
 EXACT = "analytic"
 # Every variant starts from the official optimisation at the demo's size (what the study set out from); the
 # synthetic configs' own lr 3e-4 and 2048 rays are the "recipe" variant.
@@ -66,6 +69,7 @@ class Variant:
     overrides: tuple[str, ...] = ()
     image_size: tuple[int, int] | None = None  # a different training size needs its own loader cache
     samples: int | None = None  # samples per ray in training, when it differs (also used for evaluation)
+    model: str = "bts"  # what trains, a key of OVERFIT_MODELS (the teacher only with --overfit-model mvbts)
 
     @property
     def antialias(self) -> bool | None:
@@ -160,7 +164,7 @@ def train_variant(
     overrides.append(f"trainer.seed={seed}")
     return train_stage(
         f"{variant.name} seed {seed}",
-        TRAIN_CONFIG,
+        OVERFIT_MODELS[variant.model][0],
         overrides,
         run_dir(runs, variant, seed),
         iters,
@@ -203,8 +207,10 @@ def score_checkpoints(
     device: str,
     samples: int | None,
     data_overrides: tuple[str, ...] = (),
+    model: str = "bts",
 ) -> dict[int, dict]:
-    """Exact occupancy of every kept checkpoint of the run ``out`` on the frames of ``split_file``."""
+    """Exact occupancy of every kept checkpoint of the run ``out`` on the frames of ``split_file``, from view 0
+    alone (the MVBTS teacher as the demo's "mono" row: its fusion head on one encoder view)."""
     scores = {}
     for checkpoint in sorted(out.glob("training_checkpoint_*.pt"), key=lambda p: int(p.stem.rsplit("_", 1)[1])):
         iteration = int(checkpoint.stem.rsplit("_", 1)[1])
@@ -216,8 +222,9 @@ def score_checkpoints(
             "eval.baselines=[empty,depth]",
             *([f"model.samples_per_ray={samples}"] if samples else []),
             *data_overrides,
+            *([] if model == "bts" else [f"eval_head={OVERFIT_MODELS[model][1]}"]),  # BTS: its only head
         )
-        run = EvalRun(f"{out.parent.name}/{out.name}@{iteration}", "bts", "eval_synthetic_occ", overrides)
+        run = EvalRun(f"{out.parent.name}/{out.name}@{iteration}", model, "eval_synthetic_occ", overrides)
         target = runs / "eval" / out.parent.name / out.name / f"it{iteration}"
         scores[iteration] = evaluate_stage(run, root, checkpoint, target, budget, device)
     return scores
@@ -279,6 +286,21 @@ OVERFIT_SUPERVISED = replace(
     what="the same frames and network, fitted to the exact occupancy (cross-entropy at the 0.5 threshold) instead of "
     "the photometric objective: what the field can hold",
 )
+
+
+def overfit_variant(model: str) -> Variant:
+    """:data:`OVERFIT` for ``model`` (a key of :data:`OVERFIT_MODELS`): the same recipe, the bias -2 on that model's
+    density head; its runs kept apart (``overfit_<model>``) from BTS's."""
+    if model == "bts":
+        return OVERFIT
+    head = OVERFIT_MODELS[model][1]
+    overrides = tuple(
+        o.replace("heads.single_view.", f"heads.{head}.") if o.startswith("model.field.heads.") else o
+        for o in OVERFIT.overrides
+    )
+    return replace(
+        OVERFIT, name=f"overfit_{model}", what=f"{OVERFIT.what}; the {model} model", overrides=overrides, model=model
+    )
 
 
 SUPERVISED_POINTS = 4096  # labelled points per frame and step of the supervised fit
@@ -728,6 +750,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="with --overfit: fit the network to the exact occupancy instead of the photometric objective",
     )
+    parser.add_argument(
+        "--overfit-model",
+        choices=sorted(OVERFIT_MODELS),
+        default="bts",
+        help="with --overfit: the model that fits the frames (mvbts: the teacher, scored from view 0 like the demo's "
+        "mono row)",
+    )
     parser.add_argument("--observability", action="store_true", help="measure what the training views see")
     parser.add_argument(
         "--landscape",
@@ -781,9 +810,11 @@ def main(argv=None) -> dict:
         return table
     if args.supervised and not args.overfit:
         raise SystemExit("--supervised fits the frames of --overfit: add --overfit (and its --overfit-frames)")
+    if args.overfit_model != "bts" and (args.supervised or not args.overfit):
+        raise SystemExit("--overfit-model mvbts is for the photometric --overfit run (without --supervised)")
     if args.overfit:
         split = overfit_split(root, args.runs, args.overfit_frames, args.overfit_stride)
-        base = OVERFIT_SUPERVISED if args.supervised else OVERFIT
+        base = OVERFIT_SUPERVISED if args.supervised else overfit_variant(args.overfit_model)
         variants = [replace(base, overrides=(*base.overrides, f"data.train.split_path={split}"))]
         score_split = split
     else:
@@ -820,7 +851,15 @@ def main(argv=None) -> dict:
             else:
                 out = train_variant(root, args.runs, budget, variant, seed, args.iters, args.eval_every, device, extra)
             scores = score_checkpoints(
-                root, out, args.runs, budget, score_split, device, variant.samples, variant.data_overrides
+                root,
+                out,
+                args.runs,
+                budget,
+                score_split,
+                device,
+                variant.samples,
+                variant.data_overrides,
+                variant.model,
             )
             runs.append(run_record(out, scores))
         results[variant.name] = {"what": variant.what, "group": variant.group, "iters": args.iters, "runs": runs}

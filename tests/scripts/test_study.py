@@ -91,6 +91,32 @@ def test_overfit_scores_the_frames_it_trains_on(world, tmp_path):
     assert (media / "overfit.md").is_file() and "overfit" in results
 
 
+def test_overfit_with_the_teacher_trains_and_scores_its_fusion_head(world, tmp_path):
+    """``--overfit-model mvbts``: the MVBTS teacher fits the same frames with the same recipe (bias -2 on its fusion
+    head, no augmentation), kept apart from BTS's runs, and its checkpoints are scored through the fusion head."""
+    runs, media = tmp_path / "runs", tmp_path / "media"
+    argv = ["--world", str(world), "--runs", str(runs), "--media", str(media), "--budget", "tiny", "--device", "cpu"]
+    argv += ["--overfit", "--overfit-frames", "2", "--overfit-model", "mvbts", "--iters", "2", "--eval-every", "2"]
+    results = main(argv)
+    stored = OmegaConf.create(read_checkpoint(runs / "overfit_mvbts/seed0/training_checkpoint_2.pt")["config"])
+    assert stored.model.density_head == "multi_view" and stored.model.field.heads.multi_view.out_bias == -2.0
+    assert stored.data.train.split_path == str(runs / "overfit_2x0_files.txt")
+    assert not stored.data.train.color_aug and stored.model.flip_p == 0.0
+    (run,) = results["overfit_mvbts"]["runs"]
+    assert 0.0 <= run["scores"]["2"]["analytic/model/o_acc"] <= 1.0
+    scored = json.loads((runs / "eval/overfit_mvbts/seed0/it2/metrics.json").read_text())
+    assert scored["config"]["eval_head"] == "multi_view"  # the teacher's head, from view 0
+    assert not (runs / "overfit").exists()  # BTS's overfit runs untouched
+
+
+def test_overfit_model_is_for_the_photometric_overfit(world, tmp_path):
+    argv = ["--world", str(world), "--runs", str(tmp_path), "--media", str(tmp_path), "--budget", "tiny"]
+    with pytest.raises(SystemExit, match="--overfit-model mvbts"):
+        main([*argv, "--overfit-model", "mvbts"])
+    with pytest.raises(SystemExit, match="--overfit-model mvbts"):
+        main([*argv, "--overfit", "--supervised", "--overfit-model", "mvbts"])
+
+
 def test_observability_partitions_the_occluded_points(world):
     result = observability(world, world / "KITTI-360/splits/val_files.txt", max_frames=2)
     occluded = ("occupied_seen", "occupied_unseen", "free_seen", "free_unseen")
