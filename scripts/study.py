@@ -51,8 +51,9 @@ from scripts.demo import (
 from utils.evaluation.report import write_json
 
 TRAIN_CONFIG = "train_synthetic_bts"
-# What --overfit-model trains: the training config and the head that gives its densities (trained and scored).
-OVERFIT_MODELS = {"bts": ("train_synthetic_bts", "single_view"), "mvbts": ("train_synthetic_base", "multi_view")}
+# What a run trains (the variants BTS; --overfit-model mvbts the teacher): its training config and the head that gives
+# its densities, trained and scored.
+MODELS = {"bts": (TRAIN_CONFIG, "single_view"), "mvbts": ("train_synthetic_base", "multi_view")}
 EXACT = "analytic"
 # Every variant starts from the official optimisation at the demo's size (what the study set out from); the
 # synthetic configs' own lr 3e-4 and 2048 rays are the "recipe" variant.
@@ -69,7 +70,7 @@ class Variant:
     overrides: tuple[str, ...] = ()
     image_size: tuple[int, int] | None = None  # a different training size needs its own loader cache
     samples: int | None = None  # samples per ray in training, when it differs (also used for evaluation)
-    model: str = "bts"  # what trains, a key of OVERFIT_MODELS (the teacher only with --overfit-model mvbts)
+    model: str = "bts"  # what trains, a key of MODELS
 
     @property
     def antialias(self) -> bool | None:
@@ -164,7 +165,7 @@ def train_variant(
     overrides.append(f"trainer.seed={seed}")
     return train_stage(
         f"{variant.name} seed {seed}",
-        OVERFIT_MODELS[variant.model][0],
+        MODELS[variant.model][0],
         overrides,
         run_dir(runs, variant, seed),
         iters,
@@ -205,12 +206,10 @@ def score_checkpoints(
     budget: Budget,
     split_file: Path,
     device: str,
-    samples: int | None,
-    data_overrides: tuple[str, ...] = (),
-    model: str = "bts",
+    variant: Variant,
 ) -> dict[int, dict]:
-    """Exact occupancy of every kept checkpoint of the run ``out`` on the frames of ``split_file``, from view 0
-    alone (the MVBTS teacher as the demo's "mono" row: its fusion head on one encoder view)."""
+    """Exact occupancy of every kept checkpoint of the run ``out`` (of ``variant``) on the frames of ``split_file``,
+    from view 0 alone through the variant's density head (the MVBTS teacher as the demo's "mono" row)."""
     scores = {}
     for checkpoint in sorted(out.glob("training_checkpoint_*.pt"), key=lambda p: int(p.stem.rsplit("_", 1)[1])):
         iteration = int(checkpoint.stem.rsplit("_", 1)[1])
@@ -220,11 +219,11 @@ def score_checkpoints(
             "eval.max_frames=null",
             "eval.save_worst=0",
             "eval.baselines=[empty,depth]",
-            *([f"model.samples_per_ray={samples}"] if samples else []),
-            *data_overrides,
-            *([] if model == "bts" else [f"eval_head={OVERFIT_MODELS[model][1]}"]),  # BTS: its only head
+            *([f"model.samples_per_ray={variant.samples}"] if variant.samples else []),
+            *variant.data_overrides,
+            f"eval_head={MODELS[variant.model][1]}",
         )
-        run = EvalRun(f"{out.parent.name}/{out.name}@{iteration}", model, "eval_synthetic_occ", overrides)
+        run = EvalRun(f"{out.parent.name}/{out.name}@{iteration}", variant.model, "eval_synthetic_occ", overrides)
         target = runs / "eval" / out.parent.name / out.name / f"it{iteration}"
         scores[iteration] = evaluate_stage(run, root, checkpoint, target, budget, device)
     return scores
@@ -266,19 +265,27 @@ def overfit_split(root: Path, runs: Path, frames: int, stride: int = 0) -> Path:
     return path
 
 
-OVERFIT = Variant(
-    "overfit",
-    "overfit",
-    "a handful of training frames, scored on themselves (the recipe with head bias -2, no augmentation)",
-    (
-        *VARIANTS["recipe"].overrides,
-        # sigma 0.13 at the start: unobserved space starts (and, never seen, stays) below the 0.5 threshold; at
-        # bias 0 it starts at 0.69, and six frames leave most of it unobserved (README, "Training study")
-        "model.field.heads.single_view.out_bias=-2.0",
-        "data.train.color_aug=false",
-        "model.flip_p=0.0",
-    ),
-)
+def overfit_variant(model: str = "bts") -> Variant:
+    """The overfitting check's recipe for ``model`` (a key of :data:`MODELS`), its runs kept apart per model
+    (``overfit``, ``overfit_mvbts``)."""
+    return Variant(
+        "overfit" if model == "bts" else f"overfit_{model}",
+        "overfit",
+        "a handful of training frames, scored on themselves (the recipe with head bias -2, no augmentation)"
+        + ("" if model == "bts" else f"; the {model} model"),
+        (
+            *VARIANTS["recipe"].overrides,
+            # sigma 0.13 at the start: unobserved space starts (and, never seen, stays) below the 0.5 threshold; at
+            # bias 0 it starts at 0.69, and six frames leave most of it unobserved (README, "Training study")
+            f"model.field.heads.{MODELS[model][1]}.out_bias=-2.0",
+            "data.train.color_aug=false",
+            "model.flip_p=0.0",
+        ),
+        model=model,
+    )
+
+
+OVERFIT = overfit_variant()
 OVERFIT_SUPERVISED = replace(
     OVERFIT,
     name="overfit_supervised",
@@ -286,21 +293,6 @@ OVERFIT_SUPERVISED = replace(
     what="the same frames and network, fitted to the exact occupancy (cross-entropy at the 0.5 threshold) instead of "
     "the photometric objective: what the field can hold",
 )
-
-
-def overfit_variant(model: str) -> Variant:
-    """:data:`OVERFIT` for ``model`` (a key of :data:`OVERFIT_MODELS`): the same recipe, the bias -2 on that model's
-    density head; its runs kept apart (``overfit_<model>``) from BTS's."""
-    if model == "bts":
-        return OVERFIT
-    head = OVERFIT_MODELS[model][1]
-    overrides = tuple(
-        o.replace("heads.single_view.", f"heads.{head}.") if o.startswith("model.field.heads.") else o
-        for o in OVERFIT.overrides
-    )
-    return replace(
-        OVERFIT, name=f"overfit_{model}", what=f"{OVERFIT.what}; the {model} model", overrides=overrides, model=model
-    )
 
 
 SUPERVISED_POINTS = 4096  # labelled points per frame and step of the supervised fit
@@ -752,7 +744,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--overfit-model",
-        choices=sorted(OVERFIT_MODELS),
+        choices=sorted(MODELS),
         default="bts",
         help="with --overfit: the model that fits the frames (mvbts: the teacher, scored from view 0 like the demo's "
         "mono row)",
@@ -850,17 +842,7 @@ def main(argv=None) -> dict:
                 out = supervised_fit(root, args.runs, budget, variant, seed, args.iters, args.eval_every, device)
             else:
                 out = train_variant(root, args.runs, budget, variant, seed, args.iters, args.eval_every, device, extra)
-            scores = score_checkpoints(
-                root,
-                out,
-                args.runs,
-                budget,
-                score_split,
-                device,
-                variant.samples,
-                variant.data_overrides,
-                variant.model,
-            )
+            scores = score_checkpoints(root, out, args.runs, budget, score_split, device, variant)
             runs.append(run_record(out, scores))
         results[variant.name] = {"what": variant.what, "group": variant.group, "iters": args.iters, "runs": runs}
         print(f"[{variant.name}] {json.dumps(final_row(runs))}")
