@@ -368,6 +368,9 @@ def compare_row(case: Case, revision: str, old: list[dict], new: list[dict]) -> 
         return statistics.median(r[key] for r in results)
 
     row: dict = {"case": asdict(case), "revision": revision, "rounds": len(old)}
+    # every timed step of both sides, round by round: the spread behind the medians (this VM's speed drifts)
+    row["old_train_step_s_all"] = [r["train_step_s_all"] for r in old]
+    row["new_train_step_s_all"] = [r["train_step_s_all"] for r in new]
     for key in ("train_step_s_median", "render_image_s", "gen_img_custom_s", "peak_memory_mb"):
         row[f"old_{key}"], row[f"new_{key}"] = median(old, key), median(new, key)
         row[f"ratio_{key}"] = row[f"old_{key}"] / row[f"new_{key}"]

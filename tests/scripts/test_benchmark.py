@@ -114,10 +114,13 @@ def test_the_official_size_times_the_real_training_configs():
 def test_compare_rows_are_medians_and_old_over_new_ratios():
     case = Case("bts", "tiny", "cpu", 1, False, 1, 1)
     keys = ("train_step_s_median", "render_image_s", "gen_img_custom_s", "peak_memory_mb")
-    old = [dict.fromkeys(keys, v) for v in (4.0, 6.0, 5.0)]
-    new = [{**dict.fromkeys(keys, v), "trunk_s": 1.0, "extra": {}} for v in (2.0, 2.5, 3.0)]
+    old = [{**dict.fromkeys(keys, v), "train_step_s_all": [v, v + 1]} for v in (4.0, 6.0, 5.0)]
+    new = [{**dict.fromkeys(keys, v), "trunk_s": 1.0, "extra": {}, "train_step_s_all": [v]} for v in (2.0, 2.5, 3.0)]
     row = compare_row(case, "abc123", old, new)
     assert (row["old_train_step_s_median"], row["new_train_step_s_median"]) == (5.0, 2.5)
+    # every timed step is kept, round by round (the spread behind the medians)
+    assert row["old_train_step_s_all"] == [[4.0, 5.0], [6.0, 7.0], [5.0, 6.0]]
+    assert row["new_train_step_s_all"] == [[2.0], [2.5], [3.0]]
     assert row["ratio_train_step_s_median"] == 2.0 and row["ratio_render_image_s"] == 2.0
     # the encoder's own time is taken off both sides: (5 - 1) / (2.5 - 1)
     assert row["ratio_rest"] == pytest.approx(4.0 / 1.5)
