@@ -3,6 +3,7 @@
     python -m scripts.demo                                   # world -> MVBTS -> KDBTS -> BTS -> eval -> media
     python -m scripts.demo --world-only                      # generate the world and print one sample per loader
     python -m scripts.demo --budget tiny --out /tmp/w --runs /tmp/r --media /tmp/m   # seconds (the test suite)
+    python -m scripts.demo --seed 1                          # another training draw (outputs/demo_seed1, media/...)
 
 Stages (each skipped when its result exists, so an interrupted demo continues where it stopped; training stages
 resume from their newest checkpoint):
@@ -296,8 +297,8 @@ def precision_overrides(budget: Budget, device: str) -> list[str]:
     return [f"trainer.bf16={str(bf16_applies(torch.device(device), budget.bf16)).lower()}"]
 
 
-def train_all(root: Path, runs: Path, budget: Budget, device: str) -> dict[str, Path]:
-    common = [*budget_overrides(root, budget), *precision_overrides(budget, device)]
+def train_all(root: Path, runs: Path, budget: Budget, device: str, seed: int = 0) -> dict[str, Path]:
+    common = [*budget_overrides(root, budget), *precision_overrides(budget, device), f"trainer.seed={seed}"]
 
     def every(iters: int) -> int:
         return max(1, iters // max(1, budget.validations))
@@ -547,8 +548,20 @@ def choose_budget(name: str, device: str) -> str:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/synthetic"), help="world root (default %(default)s)")
-    parser.add_argument("--runs", type=Path, default=Path("outputs/demo"), help="training and evaluation runs")
-    parser.add_argument("--media", type=Path, default=Path("media/demo"), help="pictures, video, results table")
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        help="training and evaluation runs (default outputs/demo, outputs/demo_seed<N> with --seed N)",
+    )
+    parser.add_argument(
+        "--media", type=Path, help="pictures, video, results table (default media/demo, media/demo_seed<N>)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="training seed of the three models (trainer.seed): another draw of the same budget; the world stays",
+    )
     parser.add_argument(
         "--budget",
         choices=["auto", *sorted(BUDGETS)],
@@ -559,7 +572,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="world render + preprocessing processes")
     parser.add_argument("--world-only", action="store_true", help="stop after the world and the loader samples")
     parser.add_argument("--quiet", action="store_true", help="no generator progress bar")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    suffix = "" if args.seed == 0 else f"_seed{args.seed}"
+    args.runs = args.runs or Path(f"outputs/demo{suffix}")
+    args.media = args.media or Path(f"media/demo{suffix}")
+    return args
+
+
+SEED_FILE = "demo_seed.txt"
+
+
+def claim_runs(runs: Path, seed: int) -> None:
+    """Mark ``runs`` as the runs of ``seed``, refusing a folder that holds another seed's (the stages would skip or
+    resume them and mix two draws in one table). A folder with trainings but no mark is from before ``--seed``: 0."""
+    mark = runs / SEED_FILE
+    if mark.is_file():
+        held = mark.read_text().strip()
+    elif any((runs / model).is_dir() for model in ("mvbts", "kdbts", "bts")):
+        held = "0"
+    else:
+        held = str(seed)
+    if held != str(seed):
+        raise SystemExit(
+            f"{runs} holds the demo's runs of seed {held}, not {seed}: pass another --runs (the default for --seed "
+            f"{seed} is outputs/demo_seed{seed}) or delete that folder"
+        )
+    runs.mkdir(parents=True, exist_ok=True)
+    mark.write_text(f"{seed}\n")
 
 
 def main(argv=None) -> dict[str, dict] | None:
@@ -570,6 +609,8 @@ def main(argv=None) -> dict[str, dict] | None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     budget_name = choose_budget(args.budget, device)
     budget = BUDGETS[budget_name]
+    if not args.world_only:
+        claim_runs(args.runs, args.seed)
     start = time.perf_counter()
     generator = ["--out", str(args.out), "--workers", str(args.workers), *budget.world]
     root = make_world([*generator, *(["--quiet"] if args.quiet else [])])
@@ -577,7 +618,7 @@ def main(argv=None) -> dict[str, dict] | None:
         return None
     prepare_loader_cache(root, budget, args.workers, args.quiet)
     print(f"Training on {device} with the '{budget_name}' budget: {asdict(budget)}")
-    models = train_all(root, args.runs, budget, device)
+    models = train_all(root, args.runs, budget, device, args.seed)
     results = evaluate_all(root, models, args.runs / "eval", budget, device)
     media = render_media(root, models, args.media, budget, device)
 
@@ -587,7 +628,8 @@ def main(argv=None) -> dict[str, dict] | None:
     (args.media / "results.md").write_text(table + "\n\n" + "\n".join(f"- {line}" for line in lines) + "\n")
     write_json(args.media / "results.json", results)
     media.append(learning_curves(models, args.media))
-    title = f"make demo ({budget_name} budget on {device}): exact = the world's true occupancy, test split"
+    seed = "" if args.seed == 0 else f", seed {args.seed}"
+    title = f"make demo ({budget_name} budget{seed} on {device}): exact = the world's true occupancy, test split"
     media.append(results_picture(results, args.media, title))
     print("\n" + table + "\n\n" + "\n".join(lines))
     print(f"\nruns: {args.runs}   media: {args.media} ({len(media)} files)   total {time.perf_counter() - start:.0f} s")

@@ -7,9 +7,11 @@ import re
 import shutil
 
 import cv2
+import pytest
 
+import scripts.demo as demo
 import utils.training.steps as steps
-from scripts.demo import BUDGETS, choose_budget, main, precision_overrides, results_table, verdict
+from scripts.demo import BUDGETS, choose_budget, main, parse_args, precision_overrides, results_table, verdict
 
 
 def test_world_only_prints_one_sample_of_each_loader(synthetic_root, capsys):
@@ -75,6 +77,42 @@ def test_the_whole_story_at_tiny_size_and_a_rerun_resumes(synthetic_root, tmp_pa
     assert {p: p.stat().st_mtime_ns for p in runs.rglob("*.pt")} == stamps
     out = capsys.readouterr().out
     assert "[MVBTS] done earlier" in out and "0 images written, 160 present" in out  # 4 cameras x 40 frames
+
+
+def test_a_seed_trains_every_model_with_it_into_runs_of_its_own(tmp_path, monkeypatch):
+    trained = {}
+
+    def fake_stage(name, config, overrides, out, iters, device, validate_every=None):
+        trained[name] = overrides
+        return out
+
+    monkeypatch.setattr(demo, "train_stage", fake_stage)
+    demo.train_all(tmp_path, tmp_path / "runs", BUDGETS["tiny"], "cpu", seed=3)
+    assert sorted(trained) == ["BTS", "KDBTS", "MVBTS"]
+    assert all(overrides.count("trainer.seed=3") == 1 for overrides in trained.values())
+    # the default folders follow the seed, so two draws never share a run; explicit ones are kept
+    args = parse_args(["--seed", "3"])
+    assert (str(args.runs), str(args.media)) == ("outputs/demo_seed3", "media/demo_seed3")
+    args = parse_args([])
+    assert (str(args.runs), str(args.media)) == ("outputs/demo", "media/demo")
+    assert parse_args(["--seed", "3", "--runs", "r"]).runs.name == "r"
+
+
+def test_runs_of_another_seed_are_refused_before_any_work(tmp_path):
+    runs = tmp_path / "runs"
+    demo.claim_runs(runs, 2)
+    assert (runs / demo.SEED_FILE).read_text() == "2\n"
+    demo.claim_runs(runs, 2)  # the same draw continues (an interrupted demo resumes)
+    with pytest.raises(SystemExit, match=r"holds the demo's runs of seed 2, not 0.*outputs/demo_seed0"):
+        main(["--out", str(tmp_path / "no_world"), "--runs", str(runs), "--budget", "tiny", "--seed", "0"])
+    assert not (tmp_path / "no_world").exists()  # refused before the world is made
+    # trainings from before --seed existed are seed 0's
+    old = tmp_path / "old"
+    (old / "bts").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="seed 0, not 1"):
+        demo.claim_runs(old, 1)
+    demo.claim_runs(old, 0)
+    assert (old / demo.SEED_FILE).read_text() == "0\n"
 
 
 def test_results_table_marks_missing_figures():
