@@ -59,11 +59,14 @@ def _grid_sample(features: Tensor, uv: Tensor) -> Tensor:
 
 
 def bilinear_corners(uv: Tensor, height: int, width: int) -> tuple[list[Tensor], list[Tensor]]:
-    """Where :func:`_grid_sample` reads for uv (B, N, 2): the flat pixel index ``y * W + x`` (B, N) and the weight
-    (B, N) of each of the four corners. Border padding clamps the pixel coordinate to the image first; a corner
-    past the last pixel (then at weight 0) is clamped onto it."""
-    x = (((uv[..., 0] + 1.0) * width - 1.0) * 0.5).clamp(0.0, width - 1)
-    y = (((uv[..., 1] + 1.0) * height - 1.0) * 0.5).clamp(0.0, height - 1)
+    """Where :func:`_grid_sample` reads for uv (..., 2): the flat pixel index ``y * W + x`` (...) and the weight (...)
+    of each of the four corners (nw, ne, sw, se). Border padding clamps the pixel coordinate to the image first; a
+    corner past the last pixel (then at weight 0) is clamped onto it.
+
+    The pixel coordinate is ``(u + 1) W / 2 - 0.5`` rounded once to float32, as PyTorch's CPU kernel makes it (a
+    fused multiply-add): rounding twice moves a weight by up to ~4e-5 at x ~ 600, which the sampled values show."""
+    x, y = ((uv.detach() + 1.0).double() * uv.new_tensor([width / 2, height / 2], dtype=torch.float64) - 0.5).unbind(-1)
+    x, y = x.to(uv.dtype).clamp(0.0, width - 1), y.to(uv.dtype).clamp(0.0, height - 1)
     x0, y0 = x.floor(), y.floor()
     wx1, wy1 = x - x0, y - y0
     wx0, wy0 = 1.0 - wx1, 1.0 - wy1
@@ -73,61 +76,92 @@ def bilinear_corners(uv: Tensor, height: int, width: int) -> tuple[list[Tensor],
     return index, [wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1]
 
 
-# Points per block of the lookup's CPU backward: a block's weighted gradient rows (8192 x 64 floats, 2 MB) stay in
-# the L2 cache while they are added. Measured (2026-12-06, official size, the points of a real step): the MVBTS
+# Points per block of the lookup's CPU forward and backward: a block's rows (8192 x 64 floats, 2 MB) stay in the L2
+# cache while they are read and added. Measured (2026-12-06, official size, the points of a real step): the MVBTS
 # 2-view lookup backward 0.105-0.111 -> 0.044-0.049 s per call, BTS 0.020-0.022 -> 0.014-0.017 s.
 LOOKUP_BACKWARD_BLOCK = 8192
 
 
+def _corner_rows(maps_shape: torch.Size, uv: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    """For maps (B, Ve, D, H, W) seen as rows (B Ve H W, D) and uv (B, Ve, N, 2): each corner's row index and weight
+    per point, both flat in the lookup's output order (b, n, v): (B N Ve,) and (B N Ve, 1)."""
+    B, Ve, _, H, W = maps_shape
+    index, weight = bilinear_corners(uv.transpose(1, 2), H, W)  # each (B, N, Ve)
+    first_row = (torch.arange(B * Ve, device=uv.device) * (H * W)).view(B, 1, Ve)  # each map's block of rows
+    return [(i + first_row).reshape(-1) for i in index], [w.reshape(-1, 1) for w in weight]
+
+
 class _SampleFeatures(torch.autograd.Function):
-    """:func:`_grid_sample` whose backward (to the features only) adds each point's gradient row into a
-    channels-last buffer with ``index_add_``: a corner's C values sit together, where PyTorch's CPU
-    ``grid_sampler_2d_backward`` writes them H W floats apart. The same sums in another order (float32 rounding);
-    the gradient comes back with channels-last strides (no copy). Measured (README, "Performance"): the BTS step
-    at the demo's size 1.22x faster; at the official size, whose 31 MB feature map does not stay in cache, about
-    the same."""
+    """The CPU training lookup: :func:`_grid_sample` of every encoder view's map, answered in the (B, N, Ve, D)
+    layout the heads multiply (contiguous: no transposing copy after it), with a backward (to the maps only) that
+    adds each point's gradient row into a channels-last buffer with ``index_add_``, where PyTorch's CPU
+    ``grid_sampler_2d_backward`` writes a corner's D values H W floats apart. Channels-last maps (the NHWC trunk's)
+    are read the same way, row by row, a block of points at a time; others go through ``grid_sample``. The same
+    weights as ``grid_sample`` (:func:`bilinear_corners`), the sums in another order (float32 rounding); the gradient
+    comes back with channels-last strides (no copy). Measured (README, "Performance")."""
 
     @staticmethod
-    def forward(ctx, features: Tensor, uv: Tensor) -> Tensor:
+    def forward(ctx, maps: Tensor, uv: Tensor) -> Tensor:
         ctx.save_for_backward(uv)
-        ctx.shape = features.shape
-        return _grid_sample(features, uv)
+        ctx.shape = maps.shape
+        B, Ve, D, H, W = maps.shape
+        N = uv.shape[2]
+        rows = maps.permute(0, 1, 3, 4, 2)  # (B, Ve, H, W, D): a view of rows when the maps are channels-last
+        if not rows.is_contiguous():
+            sampled = _grid_sample(maps.reshape(B * Ve, D, H, W), uv.reshape(B * Ve, N, 2))  # (B Ve, N, D)
+            return sampled.reshape(B, Ve, N, D).transpose(1, 2).contiguous()
+        rows = rows.view(-1, D)
+        index, weight = _corner_rows(maps.shape, uv)
+        out = maps.new_empty(index[0].shape[0], D)
+        block = maps.new_empty(min(LOOKUP_BACKWARD_BLOCK, out.shape[0]), D)
+        # A block of points at a time: each corner's rows are gathered into a cache-sized buffer and added while
+        # still there; nw, ne, sw, se in grid_sample's order.
+        for start in range(0, out.shape[0], LOOKUP_BACKWARD_BLOCK):
+            stop = min(start + LOOKUP_BACKWARD_BLOCK, out.shape[0])
+            acc, gathered = out[start:stop], block[: stop - start]
+            for k, (corner, w) in enumerate(zip(index, weight, strict=True)):
+                torch.index_select(rows, 0, corner[start:stop], out=gathered)
+                if k == 0:
+                    torch.mul(gathered, w[start:stop], out=acc)
+                else:
+                    acc.addcmul_(gathered, w[start:stop])
+        return out.view(B, N, Ve, D)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         (uv,) = ctx.saved_tensors
-        B, C, H, W = ctx.shape
-        # The incoming gradient is the transposed (B, C, N) layout of the lookup; made contiguous once, each corner's
-        # weighted rows are contiguous too (else every corner's reshape below copies).
-        grad = grad.contiguous().reshape(-1, C)  # (B N, C)
-        index, weight = bilinear_corners(uv, H, W)
-        offset = (torch.arange(B, device=uv.device) * (H * W)).unsqueeze(-1)  # (B, 1): the batch's block of rows
-        index = [(corner + offset).reshape(-1) for corner in index]
-        weight = [w.reshape(-1, 1) for w in weight]
-        rows = grad.new_zeros(B * H * W, C)
+        B, Ve, D, H, W = ctx.shape
+        grad = grad.contiguous().view(-1, D)  # (B N Ve, D), already contiguous from the heads' matrix products
+        index, weight = _corner_rows(ctx.shape, uv)
+        rows = grad.new_zeros(B * Ve * H * W, D)
         # A block of points at a time, so each corner's weighted rows are made in a cache-sized buffer and added
-        # while still there (the whole (B N, C) product per corner went through memory and back); a block's points
-        # are neighbours along rays, so the rows they add into are mostly in cache too.
-        block = grad.new_empty(min(LOOKUP_BACKWARD_BLOCK, grad.shape[0]), C)
+        # while still there (the whole (B N Ve, D) product per corner went through memory and back); a block's
+        # points are neighbours along rays, so the rows they add into are mostly in cache too.
+        block = grad.new_empty(min(LOOKUP_BACKWARD_BLOCK, grad.shape[0]), D)
         for start in range(0, grad.shape[0], LOOKUP_BACKWARD_BLOCK):
             stop = min(start + LOOKUP_BACKWARD_BLOCK, grad.shape[0])
             for corner, w in zip(index, weight, strict=True):
                 weighted = torch.mul(grad[start:stop], w[start:stop], out=block[: stop - start])
                 rows.index_add_(0, corner[start:stop], weighted)
-        return rows.reshape(B, H, W, C).permute(0, 3, 1, 2), None  # channels-last strides, no copy
+        return rows.view(B, Ve, H, W, D).permute(0, 1, 4, 2, 3), None  # channels-last strides, no copy
 
 
-def sample_features(features: Tensor, uv: Tensor) -> Tensor:
-    """Bilinear feature lookup: maps (B, C, H, W), uv in [-1, 1] (B, N, 2) -> (B, N, C) (a transposed view).
+def sample_features(maps: Tensor, uv: Tensor) -> Tensor:
+    """Bilinear feature lookup of every encoder view: maps (B, Ve, D, H, W), uv in [-1, 1] (B, Ve, N, 2) -> the
+    points' features (B, N, Ve, D), the layout the heads read.
 
     ``align_corners=False`` (u = -1 is the left edge of pixel 0) and border padding, as officially; points
-    outside the image keep the border feature (``learn_empty: false``). In training on a CPU (features with a
-    gradient, uv without) the backward is :class:`_SampleFeatures`'.
+    outside the image keep the border feature (``learn_empty: false``). In training on a CPU (maps with a
+    gradient, uv without) :class:`_SampleFeatures` (a contiguous answer and its own backward); elsewhere
+    ``grid_sample`` (a transposed view).
     """
-    if features.requires_grad and not uv.requires_grad and features.device.type == "cpu" and torch.is_grad_enabled():
-        return _SampleFeatures.apply(features, uv)
-    return _grid_sample(features, uv)
+    B, Ve, D, H, W = maps.shape
+    N = uv.shape[2]
+    if maps.requires_grad and not uv.requires_grad and maps.device.type == "cpu" and torch.is_grad_enabled():
+        return _SampleFeatures.apply(maps, uv)
+    sampled = _grid_sample(maps.reshape(B * Ve, D, H, W), uv.reshape(B * Ve, N, 2))  # (B Ve, N, D)
+    return sampled.reshape(B, Ve, N, D).transpose(1, 2)
 
 
 def encoding_columns(channels: Sequence[int], num_freqs: int, offset: int, d_code: int = 3) -> Tensor:
@@ -166,14 +200,12 @@ def view_inputs(
     is the inputs' ``hidden_offset`` instead of the feature part.
     """
     B, Ve, C, H, W = scene.features.shape
-    N = points_world.shape[1]
     points_cam = transform_points(scene.world_to_cam, points_world.unsqueeze(1))  # (B, Ve, N, 3)
     uv, z, invalid = project(points_cam, scene.K_norm.unsqueeze(2))  # (B, Ve, N, 2), (B, Ve, N), (B, Ve, N)
     code = torch.cat([uv, inverse_depth_code(z, z_near, z_far).unsqueeze(-1)], dim=-1)  # (B, Ve, N, 3)
     pe = positional_encoding(code.transpose(1, 2), num_freqs, freq_factor, include_input=True)  # (B, N, Ve, P)
     maps = scene.features if projected is None else projected  # (B, Ve, C or hidden, H, W)
-    feats = sample_features(maps.reshape(B * Ve, -1, H, W), uv.reshape(B * Ve, N, 2))  # (B Ve, N, .)
-    feats = feats.reshape(B, Ve, N, -1).transpose(1, 2)  # (B, N, Ve, .)
+    feats = sample_features(maps, uv)  # (B, N, Ve, .)
     if projected is not None:
         return ViewInputs((pe,), (torch.arange(C, C + pe.shape[-1], device=pe.device),), feats), invalid.transpose(1, 2)
     return ViewInputs((feats, pe)), invalid.transpose(1, 2)
@@ -202,8 +234,7 @@ def ray_view_inputs(
     z = rays.origins[..., 2:3] + samples.t.unsqueeze(1) * dz.unsqueeze(-1)  # (B, Ve, R, S), camera z per sample
     outside = (uv.abs() > 1.0).any(dim=-1)  # (B, Ve, R)
     invalid = (z <= Z_EPS) | outside.unsqueeze(-1)  # (B, Ve, R, S), the official rule
-    feats = sample_features(scene.features.reshape(B * Ve, C, H, W), uv.reshape(B * Ve, R, 2))  # (B Ve, R, C)
-    feats = feats.reshape(B, Ve, R, 1, C).permute(0, 2, 3, 1, 4).contiguous()  # (B, R, 1, Ve, C)
+    feats = sample_features(scene.features, uv).unsqueeze(2).contiguous()  # (B, R, 1, Ve, C)
     uv = uv.permute(0, 2, 1, 3).unsqueeze(2).contiguous()  # (B, R, 1, Ve, 2)
     z_code = inverse_depth_code(z, z_near, z_far).permute(0, 2, 3, 1).unsqueeze(-1).contiguous()  # (B, R, S, Ve, 1)
     parts = (

@@ -187,29 +187,55 @@ def test_the_fusion_head_output_bias_shifts_the_teacher_density_by_exactly_its_v
     torch.testing.assert_close(shifted(x, invalid) - official(x, invalid), torch.full((5, 7), -2.0))
 
 
+def _reference_lookup(maps: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """``F.grid_sample`` of each view's map, (B, Ve, D, H, W), (B, Ve, N, 2) -> (B, N, Ve, D)."""
+    B, Ve, D, H, W = maps.shape
+    sampled = _grid_sample(maps.reshape(B * Ve, D, H, W), uv.reshape(B * Ve, -1, 2))
+    return sampled.reshape(B, Ve, -1, D).transpose(1, 2)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("block", [7, 300, 8192])
-def test_feature_lookup_gradient_equals_grid_samplers(block, monkeypatch):
-    """The CPU training backward of the feature lookup (index_add_ into channels-last rows, ``block`` points at a
-    time: many blocks with a short last one, one block that spans both scenes exactly, one larger than all points)
-    gives the features the gradient ``F.grid_sample``'s own backward gives: points inside, outside (border padding),
-    on pixel centres and on the last row and column (a corner past the image at weight 0), for two scenes."""
+def test_feature_lookup_in_cpu_training_equals_grid_sampler(block, channels_last, monkeypatch):
+    """The CPU training lookup (channels-last maps read row by row, ``block`` points at a time: many blocks with a
+    short last one, one block that spans exactly what a scene holds, one larger than all points; other maps through
+    ``grid_sample``) answers what ``F.grid_sample`` answers, in the heads' (B, N, Ve, D) layout and contiguous, and
+    its backward gives the maps ``grid_sample``'s own gradient: points inside, outside (border padding), on pixel
+    centres and on the last row and column (a corner past the image at weight 0), two scenes of two views."""
     monkeypatch.setattr(density_field, "LOOKUP_BACKWARD_BLOCK", block)
     g = torch.Generator().manual_seed(3)
-    maps = torch.randn(2, 5, 7, 11, generator=g)
-    uv = torch.rand(2, 300, 2, generator=g) * 2.6 - 1.3
-    uv[:, :4] = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0 - 1 / 11, 1.0 - 1 / 7], [2.0, -3.0]])
-    upstream = torch.randn(2, 300, 5, generator=g)
-    grads = []
+    maps = torch.randn(2, 2, 5, 7, 11, generator=g)
+    if channels_last:
+        maps = maps.reshape(4, 5, 7, 11).contiguous(memory_format=torch.channels_last).reshape(2, 2, 5, 7, 11)
+    uv = torch.rand(2, 2, 150, 2, generator=g) * 2.6 - 1.3
+    uv[:, :, :4] = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0 - 1 / 11, 1.0 - 1 / 7], [2.0, -3.0]])
+    upstream = torch.randn(2, 150, 2, 5, generator=g)
+    outs, grads = [], []
     for ours in (True, False):
         features = maps.clone().requires_grad_(True)
-        out = sample_features(features, uv) if ours else _grid_sample(features, uv)
-        assert out.shape == (2, 300, 5)
+        out = sample_features(features, uv) if ours else _reference_lookup(features, uv)
+        assert out.shape == (2, 150, 2, 5)
         assert ("_SampleFeatures" in type(out.grad_fn).__name__) == ours  # the path under test is taken
+        assert out.is_contiguous() or not ours
         (out * upstream).sum().backward()
+        outs.append(out.detach())
         grads.append(features.grad)
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-5)
-    with torch.no_grad():
-        torch.testing.assert_close(sample_features(maps, uv), _grid_sample(maps, uv), rtol=0, atol=0)
+    with torch.no_grad():  # inference: grid_sample itself
+        torch.testing.assert_close(sample_features(maps, uv), _reference_lookup(maps, uv), rtol=0, atol=0)
+
+
+def test_the_lookup_weights_are_grid_samplers_at_a_full_size_map():
+    """At the official 640 pixels a coordinate rounded twice moves a bilinear weight by ~4e-5; the corners and
+    weights of :func:`bilinear_corners` are those of PyTorch's kernel, so a map's sampled values agree to float32
+    rounding of the four products' sum."""
+    g = torch.Generator().manual_seed(0)
+    maps = torch.randn(1, 1, 4, 192, 640, generator=g).requires_grad_(True)
+    uv = torch.rand(1, 1, 20000, 2, generator=g) * 2.2 - 1.1
+    channels_last = maps.detach().reshape(1, 4, 192, 640).contiguous(memory_format=torch.channels_last)
+    ours = sample_features(channels_last.reshape(1, 1, 4, 192, 640).requires_grad_(True), uv)
+    torch.testing.assert_close(ours, _reference_lookup(maps, uv), rtol=0, atol=2e-6)
 
 
 @pytest.mark.parametrize("block_rows", [1, 100, 4096])

@@ -112,7 +112,7 @@ def test_in_cpu_training_the_nhwc_trunk_hands_its_layout_to_the_lookup_and_gets_
     grads = []
     for model in (nchw, nhwc):
         features = model(images, flip=True)
-        sample_features(features, uv).square().sum().backward()
+        sample_features(features.unsqueeze(1), uv.unsqueeze(1)).square().sum().backward()
         grads.append(model.backbone.conv1.weight.grad)
     assert features.is_contiguous(memory_format=torch.channels_last) and not features.is_contiguous()
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-4)
