@@ -147,6 +147,31 @@ def test_verdict_compares_with_both_baselines_and_the_student_with_bts():
         "baseline: depth": {o: 0.87, ie: 0.72},
     }
     lines = verdict(results)
-    assert lines[0] == "BTS: exact O_acc 0.900 above empty and depth, IE_acc 0.700 above empty; not above depth"
-    assert lines[1] == "KDBTS student: exact O_acc 0.850 not above empty and depth, IE_acc 0.750 above empty and depth"
-    assert lines[-1].startswith("Behind occluders the KDBTS student beats BTS: exact IE_acc 0.750 vs 0.700")
+    assert lines[0] == "BTS: exact O_acc 0.900 above empty and depth, IE_acc 0.700 above empty; below depth"
+    assert lines[1] == "KDBTS student: exact O_acc 0.850 below empty and depth, IE_acc 0.750 above empty and depth"
+    assert lines[-1] == "Behind occluders the KDBTS student beats BTS: exact IE_acc 0.750 vs 0.700"
+
+
+def test_verdict_calls_a_hair_above_a_baseline_level_and_a_split_decision_no_answer():
+    """Seed 1 of the demo at 7532076's training code: BTS 0.821 / 0.596 against "empty" 0.820 / 0.594 is the empty
+    answer, not learning; the student above BTS on IE_acc but well below on IE_AUROC has not beaten it."""
+    o, ie, auroc = "occupancy/analytic/o_acc", "occupancy/analytic/ie_acc", "occupancy/analytic/ie_auroc"
+    results = {
+        "BTS": {o: 0.821, ie: 0.596, auroc: 0.700},
+        "KDBTS student": {o: 0.824, ie: 0.606, auroc: 0.585},
+        "baseline: empty": {o: 0.820, ie: 0.594},
+        "baseline: depth": {o: 0.877, ie: 0.755},
+    }
+    lines = verdict(results)
+    level = "level with empty; below depth"
+    assert lines[0] == f"BTS: exact O_acc 0.821 {level}, IE_acc 0.596 {level}"
+    assert lines[1].startswith("KDBTS student: exact O_acc 0.824 level with empty; below depth, IE_acc 0.606 above")
+    assert lines[-1] == (
+        "Behind occluders the KDBTS student is neither clearly better nor worse than BTS (IE_acc and IE_AUROC "
+        "disagree): exact IE_acc 0.606 vs 0.596 (IE_AUROC 0.585 vs 0.700)"
+    )
+    # within the margin on both: level; below on one and level on the other: not beaten
+    results["KDBTS student"].update({ie: 0.598, auroc: 0.703})
+    assert verdict(results)[-1].startswith("Behind occluders the KDBTS student is level with BTS")
+    results["KDBTS student"].update({ie: 0.580})
+    assert verdict(results)[-1].startswith("Behind occluders the KDBTS student does NOT beat BTS")
