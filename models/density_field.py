@@ -58,6 +58,13 @@ def _grid_sample(features: Tensor, uv: Tensor) -> Tensor:
     return sampled.squeeze(-1).transpose(1, 2)  # (B, C, N, 1) -> (B, N, C)
 
 
+def _grid_sample_views(maps: Tensor, uv: Tensor) -> Tensor:
+    """:func:`_grid_sample` of every view's map: (B, Ve, D, H, W), (B, Ve, N, 2) -> (B, N, Ve, D), a transposed view."""
+    B, Ve, D, H, W = maps.shape
+    sampled = _grid_sample(maps.reshape(B * Ve, D, H, W), uv.reshape(B * Ve, -1, 2))  # (B Ve, N, D)
+    return sampled.reshape(B, Ve, -1, D).transpose(1, 2)
+
+
 def bilinear_corners(uv: Tensor, height: int, width: int) -> tuple[list[Tensor], list[Tensor]]:
     """Where :func:`_grid_sample` reads for uv (..., 2): the flat pixel index ``y * W + x`` (...) and the weight (...)
     of each of the four corners (nw, ne, sw, se). Border padding clamps the pixel coordinate to the image first; a
@@ -79,16 +86,16 @@ def bilinear_corners(uv: Tensor, height: int, width: int) -> tuple[list[Tensor],
 # Points per block of the lookup's CPU forward and backward: a block's rows (8192 x 64 floats, 2 MB) stay in the L2
 # cache while they are read and added. Measured (2026-12-06, official size, the points of a real step): the MVBTS
 # 2-view lookup backward 0.105-0.111 -> 0.044-0.049 s per call, BTS 0.020-0.022 -> 0.014-0.017 s.
-LOOKUP_BACKWARD_BLOCK = 8192
+LOOKUP_BLOCK = 8192
 
 
-def _corner_rows(maps_shape: torch.Size, uv: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+def _corner_rows(maps_shape: torch.Size, uv: Tensor, dtype: torch.dtype) -> tuple[list[Tensor], list[Tensor]]:
     """For maps (B, Ve, D, H, W) seen as rows (B Ve H W, D) and uv (B, Ve, N, 2): each corner's row index and weight
-    per point, both flat in the lookup's output order (b, n, v): (B N Ve,) and (B N Ve, 1)."""
+    (in the maps' ``dtype``) per point, both flat in the lookup's output order (b, n, v): (B N Ve,) and (B N Ve, 1)."""
     B, Ve, _, H, W = maps_shape
     index, weight = bilinear_corners(uv.transpose(1, 2), H, W)  # each (B, N, Ve)
     first_row = (torch.arange(B * Ve, device=uv.device) * (H * W)).view(B, 1, Ve)  # each map's block of rows
-    return [(i + first_row).reshape(-1) for i in index], [w.reshape(-1, 1) for w in weight]
+    return [(i + first_row).reshape(-1) for i in index], [w.reshape(-1, 1).to(dtype) for w in weight]
 
 
 class _SampleFeatures(torch.autograd.Function):
@@ -105,19 +112,17 @@ class _SampleFeatures(torch.autograd.Function):
         ctx.save_for_backward(uv)
         ctx.shape = maps.shape
         B, Ve, D, H, W = maps.shape
-        N = uv.shape[2]
         rows = maps.permute(0, 1, 3, 4, 2)  # (B, Ve, H, W, D): a view of rows when the maps are channels-last
         if not rows.is_contiguous():
-            sampled = _grid_sample(maps.reshape(B * Ve, D, H, W), uv.reshape(B * Ve, N, 2))  # (B Ve, N, D)
-            return sampled.reshape(B, Ve, N, D).transpose(1, 2).contiguous()
+            return _grid_sample_views(maps, uv).contiguous()
         rows = rows.view(-1, D)
-        index, weight = _corner_rows(maps.shape, uv)
+        index, weight = _corner_rows(maps.shape, uv, maps.dtype)
         out = maps.new_empty(index[0].shape[0], D)
-        block = maps.new_empty(min(LOOKUP_BACKWARD_BLOCK, out.shape[0]), D)
+        block = maps.new_empty(min(LOOKUP_BLOCK, out.shape[0]), D)
         # A block of points at a time: each corner's rows are gathered into a cache-sized buffer and added while
         # still there; nw, ne, sw, se in grid_sample's order.
-        for start in range(0, out.shape[0], LOOKUP_BACKWARD_BLOCK):
-            stop = min(start + LOOKUP_BACKWARD_BLOCK, out.shape[0])
+        for start in range(0, out.shape[0], LOOKUP_BLOCK):
+            stop = min(start + LOOKUP_BLOCK, out.shape[0])
             acc, gathered = out[start:stop], block[: stop - start]
             for k, (corner, w) in enumerate(zip(index, weight, strict=True)):
                 torch.index_select(rows, 0, corner[start:stop], out=gathered)
@@ -125,7 +130,7 @@ class _SampleFeatures(torch.autograd.Function):
                     torch.mul(gathered, w[start:stop], out=acc)
                 else:
                     acc.addcmul_(gathered, w[start:stop])
-        return out.view(B, N, Ve, D)
+        return out.view(B, -1, Ve, D)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -133,14 +138,14 @@ class _SampleFeatures(torch.autograd.Function):
         (uv,) = ctx.saved_tensors
         B, Ve, D, H, W = ctx.shape
         grad = grad.contiguous().view(-1, D)  # (B N Ve, D), already contiguous from the heads' matrix products
-        index, weight = _corner_rows(ctx.shape, uv)
+        index, weight = _corner_rows(ctx.shape, uv, grad.dtype)
         rows = grad.new_zeros(B * Ve * H * W, D)
         # A block of points at a time, so each corner's weighted rows are made in a cache-sized buffer and added
         # while still there (the whole (B N Ve, D) product per corner went through memory and back); a block's
         # points are neighbours along rays, so the rows they add into are mostly in cache too.
-        block = grad.new_empty(min(LOOKUP_BACKWARD_BLOCK, grad.shape[0]), D)
-        for start in range(0, grad.shape[0], LOOKUP_BACKWARD_BLOCK):
-            stop = min(start + LOOKUP_BACKWARD_BLOCK, grad.shape[0])
+        block = grad.new_empty(min(LOOKUP_BLOCK, grad.shape[0]), D)
+        for start in range(0, grad.shape[0], LOOKUP_BLOCK):
+            stop = min(start + LOOKUP_BLOCK, grad.shape[0])
             for corner, w in zip(index, weight, strict=True):
                 weighted = torch.mul(grad[start:stop], w[start:stop], out=block[: stop - start])
                 rows.index_add_(0, corner[start:stop], weighted)
@@ -156,12 +161,9 @@ def sample_features(maps: Tensor, uv: Tensor) -> Tensor:
     gradient, uv without) :class:`_SampleFeatures` (a contiguous answer and its own backward); elsewhere
     ``grid_sample`` (a transposed view).
     """
-    B, Ve, D, H, W = maps.shape
-    N = uv.shape[2]
     if maps.requires_grad and not uv.requires_grad and maps.device.type == "cpu" and torch.is_grad_enabled():
         return _SampleFeatures.apply(maps, uv)
-    sampled = _grid_sample(maps.reshape(B * Ve, D, H, W), uv.reshape(B * Ve, N, 2))  # (B Ve, N, D)
-    return sampled.reshape(B, Ve, N, D).transpose(1, 2)
+    return _grid_sample_views(maps, uv)
 
 
 def encoding_columns(channels: Sequence[int], num_freqs: int, offset: int, d_code: int = 3) -> Tensor:

@@ -202,7 +202,7 @@ def test_feature_lookup_in_cpu_training_equals_grid_sampler(block, channels_last
     ``grid_sample``) answers what ``F.grid_sample`` answers, in the heads' (B, N, Ve, D) layout and contiguous, and
     its backward gives the maps ``grid_sample``'s own gradient: points inside, outside (border padding), on pixel
     centres and on the last row and column (a corner past the image at weight 0), two scenes of two views."""
-    monkeypatch.setattr(density_field, "LOOKUP_BACKWARD_BLOCK", block)
+    monkeypatch.setattr(density_field, "LOOKUP_BLOCK", block)
     g = torch.Generator().manual_seed(3)
     maps = torch.randn(2, 2, 5, 7, 11, generator=g)
     if channels_last:
