@@ -242,7 +242,8 @@ def test_overfitting_a_stretch_of_frames_learns_their_geometry(stretch_world, tm
     0.869 / 0.673 (7-11 minutes on 2 cores). Trained on to 1200 iterations the model fills occluded free space and
     falls back to 0.860 / 0.676. Open: since the feature lookup's backward reordered float sums, seeds 0 / 1 / 2 end
     at O_acc 0.880 / 0.882 / 0.873 - above both baselines, but only seed 1 clears empty + 0.02; at fdd2241 (NHWC
-    trunk) seed 0 ends at 0.876, at 7532076 at 0.872 (README, "The overfitting check"). Why the margin is thin,
+    trunk) seed 0 ends at 0.876, at 7532076 at 0.872, at 043333a (the lookup in the heads' layout) at 0.887 / 0.702
+    (passes, by 0.006: README, "The overfitting check"). Why the margin is thin,
     measured with ``--landscape``: emptying the model's false density in the occluded free space raises the official
     photometric term (by 3-4 standard errors), so training is pulled towards that fill."""
     runs, media = tmp_path / "runs", tmp_path / "media"
