@@ -11,7 +11,7 @@ KD loss sees teacher and student on the same points); the head named by the call
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -89,6 +89,11 @@ def bilinear_corners(uv: Tensor, height: int, width: int) -> tuple[list[Tensor],
 LOOKUP_BLOCK = 8192
 
 
+def _blocks(n: int) -> Iterator[slice]:
+    """Consecutive slices of :data:`LOOKUP_BLOCK` rows (the last one shorter) covering ``n`` rows."""
+    return (slice(start, min(start + LOOKUP_BLOCK, n)) for start in range(0, n, LOOKUP_BLOCK))
+
+
 def _corner_rows(maps_shape: torch.Size, uv: Tensor, dtype: torch.dtype) -> tuple[list[Tensor], list[Tensor]]:
     """For maps (B, Ve, D, H, W) seen as rows (B Ve H W, D) and uv (B, Ve, N, 2): each corner's row index and weight
     (in the maps' ``dtype``) per point, both flat in the lookup's output order (b, n, v): (B N Ve,) and (B N Ve, 1)."""
@@ -116,20 +121,16 @@ class _SampleFeatures(torch.autograd.Function):
         if not rows.is_contiguous():
             return _grid_sample_views(maps, uv).contiguous()
         rows = rows.view(-1, D)
-        index, weight = _corner_rows(maps.shape, uv, maps.dtype)
-        out = maps.new_empty(index[0].shape[0], D)
+        (first, *others), (w_first, *w_others) = _corner_rows(maps.shape, uv, maps.dtype)
+        out = maps.new_empty(first.shape[0], D)
         block = maps.new_empty(min(LOOKUP_BLOCK, out.shape[0]), D)
         # A block of points at a time: each corner's rows are gathered into a cache-sized buffer and added while
         # still there; nw, ne, sw, se in grid_sample's order.
-        for start in range(0, out.shape[0], LOOKUP_BLOCK):
-            stop = min(start + LOOKUP_BLOCK, out.shape[0])
-            acc, gathered = out[start:stop], block[: stop - start]
-            for k, (corner, w) in enumerate(zip(index, weight, strict=True)):
-                torch.index_select(rows, 0, corner[start:stop], out=gathered)
-                if k == 0:
-                    torch.mul(gathered, w[start:stop], out=acc)
-                else:
-                    acc.addcmul_(gathered, w[start:stop])
+        for rows_of in _blocks(out.shape[0]):
+            acc, gathered = out[rows_of], block[: rows_of.stop - rows_of.start]
+            torch.mul(torch.index_select(rows, 0, first[rows_of], out=gathered), w_first[rows_of], out=acc)
+            for corner, w in zip(others, w_others, strict=True):
+                acc.addcmul_(torch.index_select(rows, 0, corner[rows_of], out=gathered), w[rows_of])
         return out.view(B, -1, Ve, D)
 
     @staticmethod
@@ -138,17 +139,18 @@ class _SampleFeatures(torch.autograd.Function):
         (uv,) = ctx.saved_tensors
         B, Ve, D, H, W = ctx.shape
         grad = grad.contiguous().view(-1, D)  # (B N Ve, D), already contiguous from the heads' matrix products
+        # Corners and weights made again rather than kept from the forward: a few elementwise passes over the points
+        # instead of 48 bytes per point and view held until the backward of every chunk.
         index, weight = _corner_rows(ctx.shape, uv, grad.dtype)
         rows = grad.new_zeros(B * Ve * H * W, D)
         # A block of points at a time, so each corner's weighted rows are made in a cache-sized buffer and added
         # while still there (the whole (B N Ve, D) product per corner went through memory and back); a block's
         # points are neighbours along rays, so the rows they add into are mostly in cache too.
         block = grad.new_empty(min(LOOKUP_BLOCK, grad.shape[0]), D)
-        for start in range(0, grad.shape[0], LOOKUP_BLOCK):
-            stop = min(start + LOOKUP_BLOCK, grad.shape[0])
+        for rows_of in _blocks(grad.shape[0]):
             for corner, w in zip(index, weight, strict=True):
-                weighted = torch.mul(grad[start:stop], w[start:stop], out=block[: stop - start])
-                rows.index_add_(0, corner[start:stop], weighted)
+                weighted = torch.mul(grad[rows_of], w[rows_of], out=block[: rows_of.stop - rows_of.start])
+                rows.index_add_(0, corner[rows_of], weighted)
         return rows.view(B, Ve, H, W, D).permute(0, 1, 4, 2, 3), None  # channels-last strides, no copy
 
 

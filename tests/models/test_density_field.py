@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from models import density_field
-from models.density_field import EncodedScene, RaysInCameras, _grid_sample, ray_view_inputs, sample_features
+from models.density_field import EncodedScene, RaysInCameras, _grid_sample_views, ray_view_inputs, sample_features
 from models.heads import INVALID_VIEW_LOGIT, MLP, MultiViewFusionHead, ViewInputs
 from models.rays import RaySamples
 from tests.builders import BTS, KDBTS, MVBTS, NO_VIEW_DROPOUT, build_field
@@ -187,13 +187,6 @@ def test_the_fusion_head_output_bias_shifts_the_teacher_density_by_exactly_its_v
     torch.testing.assert_close(shifted(x, invalid) - official(x, invalid), torch.full((5, 7), -2.0))
 
 
-def _reference_lookup(maps: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
-    """``F.grid_sample`` of each view's map, (B, Ve, D, H, W), (B, Ve, N, 2) -> (B, N, Ve, D)."""
-    B, Ve, D, H, W = maps.shape
-    sampled = _grid_sample(maps.reshape(B * Ve, D, H, W), uv.reshape(B * Ve, -1, 2))
-    return sampled.reshape(B, Ve, -1, D).transpose(1, 2)
-
-
 @pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("block", [7, 300, 8192])
 def test_feature_lookup_in_cpu_training_equals_grid_sampler(block, channels_last, monkeypatch):
@@ -213,7 +206,7 @@ def test_feature_lookup_in_cpu_training_equals_grid_sampler(block, channels_last
     outs, grads = [], []
     for ours in (True, False):
         features = maps.clone().requires_grad_(True)
-        out = sample_features(features, uv) if ours else _reference_lookup(features, uv)
+        out = sample_features(features, uv) if ours else _grid_sample_views(features, uv)
         assert out.shape == (2, 150, 2, 5)
         assert ("_SampleFeatures" in type(out.grad_fn).__name__) == ours  # the path under test is taken
         assert out.is_contiguous() or not ours
@@ -223,7 +216,7 @@ def test_feature_lookup_in_cpu_training_equals_grid_sampler(block, channels_last
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-5)
     with torch.no_grad():  # inference: grid_sample itself
-        torch.testing.assert_close(sample_features(maps, uv), _reference_lookup(maps, uv), rtol=0, atol=0)
+        torch.testing.assert_close(sample_features(maps, uv), _grid_sample_views(maps, uv), rtol=0, atol=0)
 
 
 def test_the_lookup_weights_are_grid_samplers_at_a_full_size_map():
@@ -235,7 +228,7 @@ def test_the_lookup_weights_are_grid_samplers_at_a_full_size_map():
     uv = torch.rand(1, 1, 20000, 2, generator=g) * 2.2 - 1.1
     channels_last = maps.detach().reshape(1, 4, 192, 640).contiguous(memory_format=torch.channels_last)
     ours = sample_features(channels_last.reshape(1, 1, 4, 192, 640).requires_grad_(True), uv)
-    torch.testing.assert_close(ours, _reference_lookup(maps, uv), rtol=0, atol=2e-6)
+    torch.testing.assert_close(ours, _grid_sample_views(maps, uv), rtol=0, atol=2e-6)
 
 
 @pytest.mark.parametrize("block_rows", [1, 100, 4096])
