@@ -509,7 +509,7 @@ WORDS = ("above", "level with", "below")
 
 
 def compare_word(value: float, bar: float) -> str:
-    """ "above", "level with" (within :data:`VERDICT_MARGIN`) or "below"."""
+    """One of :data:`WORDS`: "level with" within :data:`VERDICT_MARGIN` of ``bar``."""
     return "above" if value > bar + VERDICT_MARGIN else "below" if value < bar - VERDICT_MARGIN else "level with"
 
 
@@ -537,14 +537,14 @@ def verdict(results: dict[str, dict]) -> list[str]:
         if auroc in student and auroc in bts:
             figures += f" (IE_AUROC {student[auroc]:.3f} vs {bts[auroc]:.3f})"
             words.add(compare_word(student[auroc], bts[auroc]))
-        if words == {"above"} or words == {"above", "level with"}:
-            answer = "beats BTS"
-        elif words == {"below"} or words == {"below", "level with"}:
-            answer = "does NOT beat BTS"
-        elif words == {"level with"}:
-            answer = "is level with BTS"
-        else:
+        if {"above", "below"} <= words:
             answer = "is neither clearly better nor worse than BTS (IE_acc and IE_AUROC disagree)"
+        elif "above" in words:
+            answer = "beats BTS"
+        elif "below" in words:
+            answer = "does NOT beat BTS"
+        else:
+            answer = "is level with BTS"
         lines.append(f"Behind occluders the KDBTS student {answer}: {figures}")
     return lines
 
