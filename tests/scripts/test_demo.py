@@ -45,6 +45,12 @@ def test_the_whole_story_at_tiny_size_and_a_rerun_resumes(synthetic_root, tmp_pa
     assert (runs / "mvbts" / f"training_checkpoint_{budget.mvbts_iters}.pt").is_file()
     assert (runs / "kdbts" / f"training_checkpoint_{budget.kd_iters}.pt").is_file()
     assert (runs / "bts" / f"training_checkpoint_{budget.bts_iters}.pt").is_file()
+    # each model scored as its training ended, not at the best-by-validation checkpoint its run directory resolves to
+    final = {"bts": budget.bts_iters, "kdbts": budget.kd_iters, "mvbts": budget.mvbts_iters}
+    for slug, model in (("bts", "bts"), ("kdbts_student", "kdbts"), ("mvbts_teacher_stereo", "mvbts")):
+        scored = json.loads((runs / "eval" / "occupancy" / slug / "metrics.json").read_text())
+        expected = str(runs / model / f"training_checkpoint_{final[model]}.pt")
+        assert scored["checkpoint"] == scored["checkpoint_file"] == expected
     # every model evaluated with both protocols; the baselines come along
     for label in ("BTS", "KDBTS student", "MVBTS teacher, mono", "MVBTS teacher, stereo"):
         assert 0.0 <= results[label]["occupancy/lidar/o_acc"] <= 1.0
@@ -87,15 +93,53 @@ def test_a_seed_trains_every_model_with_it_into_runs_of_its_own(tmp_path, monkey
         return out
 
     monkeypatch.setattr(demo, "train_stage", fake_stage)
-    demo.train_all(tmp_path, tmp_path / "runs", BUDGETS["tiny"], "cpu", seed=3)
+    runs, budget = tmp_path / "runs", BUDGETS["tiny"]
+    models = demo.train_all(tmp_path, runs, budget, "cpu", seed=3)
     assert sorted(trained) == ["BTS", "KDBTS", "MVBTS"]
     assert all(overrides.count("trainer.seed=3") == 1 for overrides in trained.values())
+    # what is scored and distilled from: each training's final checkpoint
+    assert models == {
+        "bts": runs / "bts" / f"training_checkpoint_{budget.bts_iters}.pt",
+        "mvbts": runs / "mvbts" / f"training_checkpoint_{budget.mvbts_iters}.pt",
+        "kdbts": runs / "kdbts" / f"training_checkpoint_{budget.kd_iters}.pt",
+    }
+    assert f"trainer.init_from={models['mvbts']}" in trained["KDBTS"]
     # the default folders follow the seed, so two draws never share a run; explicit ones are kept
     args = parse_args(["--seed", "3"])
     assert (str(args.runs), str(args.media)) == ("outputs/demo_seed3", "media/demo_seed3")
     args = parse_args([])
     assert (str(args.runs), str(args.media)) == ("outputs/demo", "media/demo")
     assert parse_args(["--seed", "3", "--runs", "r"]).runs.name == "r"
+
+
+def test_a_result_scored_from_another_checkpoint_is_evaluated_again(tmp_path, monkeypatch, capsys):
+    import utils.evaluation.run as evaluation
+
+    scored = []
+
+    def fake_evaluate(cfg, out):
+        scored.append(cfg.checkpoint)
+        summary = {"occupancy": len(scored)}
+        (out / "metrics.json").write_text(json.dumps({"summary": summary, "checkpoint": cfg.checkpoint}))
+        return summary
+
+    monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
+    run, out = demo.EVAL_RUNS[0], tmp_path / "eval" / "occupancy" / "bts"
+    out.mkdir(parents=True)
+    first, final = tmp_path / "best_checkpoint_75_abs_rel_0.3051.pt", tmp_path / "training_checkpoint_300.pt"
+    assert demo.evaluate_stage(run, tmp_path, first, out, BUDGETS["tiny"], "cpu") == {"occupancy": 1}
+    assert demo.evaluate_stage(run, tmp_path, first, out, BUDGETS["tiny"], "cpu") == {"occupancy": 1}  # kept
+    assert scored == [str(first)]
+    # a runs folder scored before the demo took final checkpoints: scored again, and said so
+    assert demo.evaluate_stage(run, tmp_path, final, out, BUDGETS["tiny"], "cpu") == {"occupancy": 2}
+    assert scored == [str(first), str(final)]
+    assert f"scored {first}, evaluating {final}" in capsys.readouterr().out
+    # the untrained row has no checkpoint either time
+    untrained = tmp_path / "untrained"
+    untrained.mkdir()
+    for _ in range(2):
+        demo.evaluate_stage(demo.EVAL_RUNS[-1], tmp_path, None, untrained, BUDGETS["tiny"], "cpu")
+    assert scored == [str(first), str(final), None]
 
 
 def test_runs_of_another_seed_are_refused_before_any_work(tmp_path):

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from datasets.sample import collate
 from models.frame_roles import resolve_encoder_views
-from utils.checkpoints import load_model
+from utils.checkpoints import load_model, resolve_checkpoint
 from utils.evaluation.common import choose_device
 from utils.evaluation.report import format_table, git_commit, save_maps, write_csv, write_json
 from utils.metrics import FrameAverage
@@ -92,6 +92,8 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, float]:
             "summary": summary,
             "frames": average.counts(),
             "checkpoint": None if cfg.checkpoint is None else str(cfg.checkpoint),
+            # the file a run directory resolved to (its best checkpoint, else its newest)
+            "checkpoint_file": None if cfg.checkpoint is None else str(resolve_checkpoint(cfg.checkpoint)),
             "random_weights": cfg.checkpoint is None,
             "git_commit": git_commit(),
             "config": OmegaConf.to_container(cfg, resolve=True),
