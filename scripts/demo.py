@@ -316,7 +316,7 @@ def train_all(root: Path, runs: Path, budget: Budget, device: str, seed: int = 0
     mvbts = train_stage(
         "MVBTS", "train_synthetic_base", common, runs / "mvbts", budget.mvbts_iters, device, every(budget.mvbts_iters)
     )
-    mvbts = final_checkpoint(mvbts, budget.mvbts_iters)
+    mvbts = final_checkpoint(mvbts, budget.mvbts_iters)  # the student starts from the teacher the table scores
     kd = [
         *common,
         f"trainer.init_from={mvbts}",
