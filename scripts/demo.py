@@ -27,8 +27,8 @@ resume from their newest checkpoint):
 
 ``--budget auto`` (the default) takes the larger 'gpu' budget on a CUDA device and 'demo' (2 CPU cores, under
 20 minutes) elsewhere; ``--budget long`` is the demo with 3x the iterations (25-32 minutes on 2 cores from a fresh
-clone; in both measured draws every model above "empty" on both exact columns, none above "depth": README, "The
-budget it takes").
+clone; in the three measured draws every model above "empty" on both exact columns, none above "depth" on both:
+README, "The budget it takes").
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ BUDGETS = {
 }
 # The demo's sizes with 3x the iterations: BTS gets the 900 after which it stayed above its own "depth" baseline on the
 # validation frames (README, "Training study", point 6). 25-32 minutes on 2 CPU cores; on the test frames every model
-# above "empty", none above "depth", in both measured draws (README, "The budget it takes").
+# above "empty", none above "depth" on both columns, in three measured draws (README, "The budget it takes").
 BUDGETS["long"] = replace(BUDGETS["demo"], mvbts_iters=450, kd_iters=450)
 
 
