@@ -225,7 +225,7 @@ def load_inference_model(
     if path is None:  # random weights: ImageNet weights would only be a download
         model_cfg = model_cfg.copy()
         OmegaConf.update(model_cfg, "field.encoder.pretrained", False)
-    model, _, run_cfg = load_model(model_cfg, path, allow_random_weights=path is None, use_checkpoint_config=True)
+    model, _, run_cfg, _ = load_model(model_cfg, path, allow_random_weights=path is None, use_checkpoint_config=True)
     if head is None:
         head = model.eval_head
     elif head not in model.field.heads:

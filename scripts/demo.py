@@ -499,12 +499,12 @@ def results_table(results: dict[str, dict]) -> str:
 
 
 def learning_curves(models: dict[str, Path], media: Path) -> Path:
-    """``learning_curves.png``: the training loss and the validation abs_rel of the three trainings (``models``: their
-    checkpoints, in their run directories)."""
+    """``learning_curves.png``: the training loss and the validation abs_rel of the three trainings, read from the run
+    directories of their final checkpoints ``models`` (:func:`train_all`)."""
     from scripts.curves import plot_runs, read_scalars
 
     runs = {"MVBTS teacher": models["mvbts"], "KDBTS student": models["kdbts"], "BTS": models["bts"]}
-    runs = {name: path.parent if path.is_file() else path for name, path in runs.items()}
+    runs = {name: checkpoint.parent for name, checkpoint in runs.items()}
     scalars = {name: read_scalars(path) for name, path in runs.items()}
     panels = [("train/loss", "training loss (moving average)"), ("val/abs_rel", "validation abs_rel (lidar depth)")]
     return plot_runs(media / "learning_curves.png", "make demo: learning curves", scalars, panels)

@@ -165,12 +165,14 @@ def init_weights(model: nn.Module, path: str | Path, new_heads: tuple[str, ...] 
 
 
 class LoadedModel(NamedTuple):
-    """What :func:`load_model` gives: the model, the model config it was built from, and the run configuration
-    stored in the checkpoint (None for official files and random weights)."""
+    """What :func:`load_model` gives: the model, the model config it was built from, the run configuration stored in
+    the checkpoint (None for official files and random weights) and the file read (a run directory resolved; None for
+    random weights)."""
 
     model: nn.Module
     model_cfg: DictConfig
     run_cfg: DictConfig | None
+    source: Path | None
 
 
 def load_model(
@@ -199,7 +201,7 @@ def load_model(
     model = instantiate(model_cfg)
     if data is not None:
         load_weights(model, data, source)
-    return LoadedModel(model, model_cfg, stored_run_config(data) if data is not None else None)
+    return LoadedModel(model, model_cfg, stored_run_config(data) if data is not None else None, source)
 
 
 def _architecture_from_checkpoint(

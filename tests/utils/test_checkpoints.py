@@ -13,12 +13,16 @@ from utils.config import compose_config as compose_eval
 
 def test_our_checkpoint_rebuilds_the_stored_model(tmp_path):
     run_cfg = compose_eval("eval_lidar_occ_bts", [*list(SMALL), "model.field.heads.single_view.d_hidden=32"])
-    trained, _, _ = load_model(run_cfg.model, None, allow_random_weights=True, use_checkpoint_config=False)
-    path = tmp_path / "ckpt.pt"
+    trained, _, _, _ = load_model(run_cfg.model, None, allow_random_weights=True, use_checkpoint_config=False)
+    path = tmp_path / "training_checkpoint_3.pt"
     torch.save({"model": trained.state_dict(), "config": OmegaConf.to_yaml(run_cfg)}, path)
 
     eval_cfg = compose_eval("eval_lidar_occ_bts", list(SMALL))  # d_hidden 64 in the eval config
-    model, used, stored = load_model(eval_cfg.model, path, allow_random_weights=False, use_checkpoint_config=True)
+    model, used, stored, source = load_model(
+        eval_cfg.model, path, allow_random_weights=False, use_checkpoint_config=True
+    )
+    assert source == path  # the file read; a run directory says which file it resolved to
+    assert load_model(eval_cfg.model, tmp_path, False, True).source == path
     assert used.field.heads.single_view.d_hidden == 32
     assert stored == run_cfg  # the whole stored run configuration comes back, read with the weights
     assert all(
@@ -59,7 +63,7 @@ def test_an_official_checkpoint_sets_the_resnet_depth(caplog):
     cfg = compose_eval("eval_lidar_occ_bts")
     assert cfg.model.field.encoder.resnet_layers == 50
     with caplog.at_level("INFO"):
-        model, used, stored = load_model(cfg.model, official_checkpoint("bts_r18.pt"), False, True)
+        model, used, stored, _ = load_model(cfg.model, official_checkpoint("bts_r18.pt"), False, True)
     assert used.field.encoder.resnet_layers == 18 and model.field.encoder.resnet_layers == 18
     assert stored is None  # official files carry no run configuration
     assert used.field.encoder.pretrained is False  # the checkpoint overwrites every weight: no ImageNet download

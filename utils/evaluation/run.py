@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from datasets.sample import collate
 from models.frame_roles import resolve_encoder_views
-from utils.checkpoints import load_model, resolve_checkpoint
+from utils.checkpoints import load_model
 from utils.evaluation.common import choose_device
 from utils.evaluation.report import format_table, git_commit, save_maps, write_csv, write_json
 from utils.metrics import FrameAverage
@@ -48,7 +48,7 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, float]:
     output_dir.mkdir(parents=True, exist_ok=True)
     device = choose_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model, model_cfg, run_cfg = load_model(
+    model, model_cfg, run_cfg, source = load_model(
         cfg.model, cfg.checkpoint, cfg.allow_random_weights, cfg.use_checkpoint_config
     )
     model.to(device).eval()
@@ -93,7 +93,7 @@ def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, float]:
             "frames": average.counts(),
             "checkpoint": None if cfg.checkpoint is None else str(cfg.checkpoint),
             # the file a run directory resolved to (its best checkpoint, else its newest)
-            "checkpoint_file": None if cfg.checkpoint is None else str(resolve_checkpoint(cfg.checkpoint)),
+            "checkpoint_file": None if source is None else str(source),
             "random_weights": cfg.checkpoint is None,
             "git_commit": git_commit(),
             "config": OmegaConf.to_container(cfg, resolve=True),
