@@ -9,7 +9,8 @@ config (``hydra compose`` + ``instantiate``, ImageNet weights off), a KITTI-360-
 made up in memory (no dataset needed), and the real train step of ``utils/training/steps.py`` (forward, loss,
 backward, Adam step) is timed: ``warmup`` untimed iterations, then the median of ``iters``. Peak memory is
 ``torch.cuda.max_memory_allocated`` on CUDA and the process's peak resident set size on CPU (which includes
-the ~0.3 GB of the Python + torch runtime; ``baseline_rss_mb`` is the same figure before the model exists).
+the ~0.67 GB of the Python + torch runtime, torch 2.13 on this project's CPU VM; ``baseline_rss_mb`` is the same
+figure before the model exists).
 
 With ``--data-root`` (a synthetic world, ``python -m datasets.synthetic --out DIR``, or any root holding a
 ``KITTI-360/`` tree) it also measures the KITTI-360 data loader (samples/s, resampling on the fly vs the
