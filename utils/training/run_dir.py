@@ -2,8 +2,11 @@
 
 * :func:`claim_run_directory`: at the start a manifest ``run.json`` (run id, config name, git commit, command,
   start times) is written into the output directory. A fresh run refuses a directory that holds another run (a
-  manifest, checkpoints or TensorBoard events), naming it and the two ways out; a resumed run continues the run
+  manifest, checkpoints or TensorBoard events), naming it and the ways out; a resumed run continues the run
   of its checkpoint. So rolling clean-up and best-checkpoint lookup only ever see the run's own files.
+* :func:`release_run_directory`: a fresh run that fails before it has saved a checkpoint (a dataset that is not
+  where the config says, weights that do not fit) gives its directory back, so the same command runs again once
+  the cause is fixed.
 * :func:`resume_config`: the configuration stored in the checkpoint against the new one. Model, data and loss
   differences are an error listing the keys (old -> new); the keys of :data:`SAFE_KEYS` (iteration target,
   logging, workers, device, where things are) may change, with a warning; without an explicit new target the
@@ -114,10 +117,17 @@ def _write_manifest(directory: Path, manifest: RunManifest) -> None:
     os.replace(tmp, path)
 
 
+CHECKPOINT_PATTERNS = (f"{TRAINING_PREFIX}_*.pt", f"{BEST_PREFIX}_*.pt")
+EVENTS_PATTERN = "events.out.tfevents.*"
+
+
+def _files(directory: Path, patterns: Collection[str]) -> list[str]:
+    return sorted(p.name for pattern in patterns for p in directory.glob(pattern))
+
+
 def _leftovers(directory: Path) -> list[str]:
     """Files of a training run in ``directory`` (from a run before manifests existed)."""
-    patterns = (f"{TRAINING_PREFIX}_*.pt", f"{BEST_PREFIX}_*.pt", "events.out.tfevents.*")
-    return sorted(p.name for pattern in patterns for p in directory.glob(pattern))
+    return _files(directory, (*CHECKPOINT_PATTERNS, EVENTS_PATTERN))
 
 
 def claim_run_directory(directory: Path, name: str, resumed_run_id: str | None) -> RunManifest:
@@ -138,16 +148,39 @@ def claim_run_directory(directory: Path, name: str, resumed_run_id: str | None) 
         leftovers = _leftovers(directory)
         if existing is not None or leftovers:
             owner = existing.describe() if existing is not None else f"an earlier run ({', '.join(leftovers[:4])})"
+            if _files(directory, CHECKPOINT_PATTERNS):
+                ways = f"Either continue that run: trainer.resume_from={directory}, or start the new one elsewhere"
+            else:  # a run still starting up, or one killed before its first checkpoint: nothing to resume from
+                ways = (
+                    f"It has saved no checkpoint yet. If it is still running, start the new one elsewhere; if it was "
+                    f"killed before its first checkpoint, delete {directory / MANIFEST} to start over there, or "
+                    f"start elsewhere"
+                )
             raise RunDirectoryError(
                 f"{directory} already belongs to {owner}; a new run would mix its checkpoints and logs with it. "
-                f"Either continue that run: trainer.resume_from={directory}, or start the new one elsewhere: "
-                f"trainer.output_dir=<a new directory>."
+                f"{ways}: trainer.output_dir=<a new directory>."
             )
         manifest = RunManifest(uuid.uuid4().hex[:12], name, now, git_commit(), " ".join(sys.argv))
     manifest.starts.append(now)
     _write_manifest(directory, manifest)
     log.info("%s owns %s", manifest.describe(), directory)
     return manifest
+
+
+def release_run_directory(directory: Path, run_id: str) -> bool:
+    """Give back the directory of the fresh run ``run_id`` that failed before saving a checkpoint: its manifest and
+    TensorBoard files are removed (they hold nothing to resume from), so the same command can run there again once
+    the cause of the failure is fixed. A directory with a checkpoint, or owned by another run, is left as it is.
+    Returns whether the directory was released."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    if manifest is None or manifest.run_id != run_id or _files(directory, CHECKPOINT_PATTERNS):
+        return False
+    for name in _files(directory, (EVENTS_PATTERN,)):
+        (directory / name).unlink()
+    (directory / MANIFEST).unlink()
+    log.info("run %s saved no checkpoint: %s is free for the next run", run_id, directory)
+    return True
 
 
 def _flatten(container: Any, prefix: str = "") -> dict[str, Any]:

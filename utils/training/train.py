@@ -6,10 +6,11 @@ pieces from the config with ``hydra.utils.instantiate``; ``setup_trainer`` wires
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,13 @@ from utils.checkpoints import find_resume_checkpoint, init_weights
 from utils.training import handlers
 from utils.training.checkpoints import CheckpointWriter, restore_training_state, training_state, unwrap
 from utils.training.data import setup_data
-from utils.training.run_dir import claim_run_directory, explicit_keys, read_manifest, resume_config
+from utils.training.run_dir import (
+    claim_run_directory,
+    explicit_keys,
+    read_manifest,
+    release_run_directory,
+    resume_config,
+)
 from utils.training.steps import TrainStep, bf16_applies, make_eval_step
 
 log = logging.getLogger(__name__)
@@ -183,26 +190,28 @@ def training(
         )
     elif tcfg.bf16 and device.type == "cpu":
         log.info("trainer.bf16=true: the image encoder runs in bf16 on this CPU (native bf16 convolutions)")
-    run_id = claim_directory(output_dir, cfg.name, None if checkpoint is None else checkpoint.get("run_id", "legacy"))
-    log.info("process %d/%d on %s, output %s", rank, idist.get_world_size(), device, output_dir)
-
-    train_loader, val_loader = setup_data(cfg.data, tcfg, output_dir)
-    model = setup_model(cfg, device, resuming=checkpoint is not None)
-    optimizer, lr_scheduler = setup_optimization(tcfg, model)
-    target = target_iterations(tcfg, train_loader)
-    stop = handlers.StopSignal().install()
-    trainer, evaluator, tb = setup_trainer(
-        cfg, model, optimizer, lr_scheduler, val_loader, device, output_dir, run_id, target, stop
-    )
-    if checkpoint is not None:
-        restore_training_state(checkpoint, model, optimizer, lr_scheduler, trainer)
-        log.info("resumed from %s at iteration %d", resume_path, trainer.state.iteration)
-    try:
-        run_trainer(trainer, train_loader, tcfg.num_epochs, tcfg.max_iters)
-    finally:
-        stop.restore()
-        if tb is not None:
-            tb.close()
+    resumed_run_id = None if checkpoint is None else checkpoint.get("run_id", "legacy")
+    with claimed_directory(output_dir, cfg.name, resumed_run_id) as run_id:
+        log.info("process %d/%d on %s, output %s", rank, idist.get_world_size(), device, output_dir)
+        train_loader, val_loader = setup_data(cfg.data, tcfg, output_dir)
+        model = setup_model(cfg, device, resuming=checkpoint is not None)
+        optimizer, lr_scheduler = setup_optimization(tcfg, model)
+        target = target_iterations(tcfg, train_loader)
+        stop = handlers.StopSignal().install()
+        try:
+            trainer, evaluator, tb = setup_trainer(
+                cfg, model, optimizer, lr_scheduler, val_loader, device, output_dir, run_id, target, stop
+            )
+            if checkpoint is not None:
+                restore_training_state(checkpoint, model, optimizer, lr_scheduler, trainer)
+                log.info("resumed from %s at iteration %d", resume_path, trainer.state.iteration)
+            try:
+                run_trainer(trainer, train_loader, tcfg.num_epochs, tcfg.max_iters)
+            finally:
+                if tb is not None:
+                    tb.close()
+        finally:
+            stop.restore()
     signum = getattr(trainer.state, "stop_signal", None)
     if signum is not None:
         saved = getattr(trainer.state, "stop_checkpoint", None)
@@ -223,14 +232,22 @@ def training(
     )
 
 
-def claim_directory(output_dir: Path, name: str, resumed_run_id: str | None) -> str:
-    """Rank 0 claims the output directory (:func:`claim_run_directory`); every process returns the run id."""
+@contextlib.contextmanager
+def claimed_directory(output_dir: Path, name: str, resumed_run_id: str | None) -> Iterator[str]:
+    """Rank 0 claims the output directory (:func:`claim_run_directory`); every process gets the run id. A fresh run
+    that fails before it has saved a checkpoint (a missing dataset, weights that do not fit) gives the directory
+    back on the way out (:func:`release_run_directory`), so the same command runs again once the cause is fixed."""
     if idist.get_rank() == 0:
         run_id = claim_run_directory(output_dir, name, resumed_run_id).run_id
     if idist.get_world_size() > 1:
         idist.barrier()
         run_id = read_manifest(output_dir).run_id
-    return run_id
+    try:
+        yield run_id
+    except BaseException:
+        if resumed_run_id is None and idist.get_rank() == 0:
+            release_run_directory(output_dir, run_id)
+        raise
 
 
 def resolve_backend(trainer_cfg: DictConfig) -> str | None:

@@ -18,12 +18,20 @@ import pytest
 import torch
 
 from datasets.calibration import DatasetError
+from models.checkpoint import CheckpointError
 from tests.builders import tiny_config, tiny_overrides
 from utils.checkpoints import read_checkpoint, rolling_checkpoints
 from utils.config import CONFIG_DIR, compose_config
 from utils.training import checkpoints as writing
 from utils.training.data import BAD_FRAMES
-from utils.training.run_dir import MANIFEST, ResumeConfigError, RunDirectoryError, read_manifest
+from utils.training.run_dir import (
+    MANIFEST,
+    ResumeConfigError,
+    RunDirectoryError,
+    claim_run_directory,
+    read_manifest,
+    release_run_directory,
+)
 from utils.training.train import select_device, train, training
 
 REPO = CONFIG_DIR.parent
@@ -69,6 +77,40 @@ def test_a_directory_with_an_earlier_runs_files_but_no_manifest_is_refused(first
     with pytest.raises(RunDirectoryError, match="training_checkpoint_8.pt"):
         training(0, tiny_config(legacy), legacy)
     assert [p.name for p in legacy.iterdir()] == ["training_checkpoint_8.pt"]
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_gives_its_directory_back(tmp_path):
+    """A wrong path is fixed and the same command runs: the failed start leaves no claim on the directory."""
+    out = tmp_path / "retry"
+    missing = tmp_path / "no_such_checkpoint.pt"
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*no_such_checkpoint.pt"):
+        training(0, tiny_config(out, f"trainer.init_from={missing}", "trainer.max_iters=1"), out)
+    assert read_manifest(out) is None
+    assert training(0, tiny_config(out, "trainer.max_iters=1"), out).iteration == 1
+    assert read_manifest(out) is not None and (out / "training_checkpoint_1.pt").is_file()
+
+
+def test_only_a_fresh_run_without_checkpoints_is_released(tmp_path):
+    manifest = claim_run_directory(tmp_path, "bts_synthetic", None)
+    (tmp_path / "events.out.tfevents.1.host").write_bytes(b"")
+    assert not release_run_directory(tmp_path, "another_run")  # not its own: left alone
+    assert release_run_directory(tmp_path, manifest.run_id)
+    assert list(tmp_path.iterdir()) == []
+
+    manifest = claim_run_directory(tmp_path, "bts_synthetic", None)
+    (tmp_path / "training_checkpoint_0.pt").write_bytes(b"")
+    assert not release_run_directory(tmp_path, manifest.run_id)  # it has something to resume from
+    assert read_manifest(tmp_path).run_id == manifest.run_id
+
+
+def test_a_claim_without_checkpoints_is_refused_with_the_ways_out_that_exist(tmp_path):
+    owner = claim_run_directory(tmp_path, "bts_synthetic", None)  # a run still starting, or killed while it did
+    with pytest.raises(RunDirectoryError) as err:
+        claim_run_directory(tmp_path, "bts_synthetic", None)
+    message = str(err.value)
+    assert owner.run_id in message and "saved no checkpoint yet" in message
+    assert f"delete {tmp_path / MANIFEST}" in message and "trainer.output_dir=" in message
+    assert "trainer.resume_from" not in message  # nothing to resume from
 
 
 def test_a_resumed_run_continues_the_same_run_in_its_directory(first_run, tmp_path):
