@@ -51,7 +51,7 @@ from datasets.sample import Sample
 from datasets.synthetic.__main__ import parse_args as parse_generator_args
 from datasets.synthetic.generate import generate
 from scripts.common import configure_logging
-from utils.checkpoints import rolling_checkpoints
+from utils.checkpoints import rolling_checkpoints, training_checkpoint_path
 from utils.config import compose_config
 from utils.evaluation.report import json_safe, write_json
 from utils.geometry import invert_rigid, transform_points
@@ -248,7 +248,7 @@ def train_stage(
     otherwise only the newest one (the demo: a ResNet-18 training checkpoint is ~130 MB)."""
     from utils.training.train import train
 
-    if (out / f"training_checkpoint_{iters}.pt").is_file():
+    if training_checkpoint_path(out, iters).is_file():
         print(f"[{name}] done earlier: {out}")
         return out
     resume = [f"trainer.resume_from={out}", "trainer.init_from=null"] if rolling_checkpoints(out) else []
@@ -298,16 +298,12 @@ def precision_overrides(budget: Budget, device: str) -> list[str]:
     return [f"trainer.bf16={str(bf16_applies(torch.device(device), budget.bf16)).lower()}"]
 
 
-def final_checkpoint(out: Path, iters: int) -> Path:
-    """The checkpoint a training stage of ``iters`` iterations ends with in ``out``: what the demo scores, renders and
-    distils from. Not what a run directory resolves to in ``eval.py`` (its best validation abs_rel): with a handful of
-    validations on 8 frames that picks an early checkpoint by chance (BTS at 75 of its 300 iterations, the teacher
-    at 111 of 150, in measured runs), and the table compares the models after their budgets of updates."""
-    return out / f"training_checkpoint_{iters}.pt"
-
-
 def train_all(root: Path, runs: Path, budget: Budget, device: str, seed: int = 0) -> dict[str, Path]:
-    """Train the teacher, the student and BTS; returns each one's final checkpoint (:func:`final_checkpoint`)."""
+    """Train the teacher, the student and BTS; returns each one's final checkpoint, ``training_checkpoint_<iters>.pt``:
+    what the demo scores, renders and distils from. Not what a run directory resolves to in ``eval.py`` (its best
+    validation abs_rel): with a handful of validations on 8 frames that picks an early checkpoint by chance (BTS at 75
+    of its 300 iterations, the teacher at 111 of 150, in measured runs), and the table compares the models after
+    their budgets of updates."""
     common = [*budget_overrides(root, budget), *precision_overrides(budget, device), f"trainer.seed={seed}"]
 
     def every(iters: int) -> int:
@@ -316,7 +312,7 @@ def train_all(root: Path, runs: Path, budget: Budget, device: str, seed: int = 0
     mvbts = train_stage(
         "MVBTS", "train_synthetic_base", common, runs / "mvbts", budget.mvbts_iters, device, every(budget.mvbts_iters)
     )
-    mvbts = final_checkpoint(mvbts, budget.mvbts_iters)  # the student starts from the teacher the table scores
+    mvbts = training_checkpoint_path(mvbts, budget.mvbts_iters)  # the student starts from the teacher scored
     kd = [
         *common,
         f"trainer.init_from={mvbts}",
@@ -334,9 +330,9 @@ def train_all(root: Path, runs: Path, budget: Budget, device: str, seed: int = 0
         "BTS", "train_synthetic_bts", common, runs / "bts", budget.bts_iters, device, every(budget.bts_iters)
     )
     return {
-        "bts": final_checkpoint(bts, budget.bts_iters),
+        "bts": training_checkpoint_path(bts, budget.bts_iters),
         "mvbts": mvbts,
-        "kdbts": final_checkpoint(kdbts, budget.kd_iters),
+        "kdbts": training_checkpoint_path(kdbts, budget.kd_iters),
     }
 
 
@@ -379,10 +375,11 @@ def evaluate_stage(run: EvalRun, root: Path, checkpoint: Path | None, out: Path,
     metrics_file = out / "metrics.json"
     if metrics_file.is_file():
         earlier = json.loads(metrics_file.read_text())
-        if earlier.get("checkpoint") == (None if checkpoint is None else str(checkpoint)):
+        scored = earlier["checkpoint"]  # what utils.evaluation.run.evaluate recorded: the checkpoint given, or None
+        if scored == (None if checkpoint is None else str(checkpoint)):
             return earlier["summary"]
         # e.g. a runs folder evaluated before the demo scored final checkpoints: its table would mix the two
-        print(f"[eval] {run.label}: {metrics_file} scored {earlier.get('checkpoint')}, evaluating {checkpoint}")
+        print(f"[eval] {run.label}: {metrics_file} scored {scored}, evaluating {checkpoint}")
     depth = run.config.endswith("depth")
     data_path = root / ("KITTI-Raw" if depth else "KITTI-360")
     if checkpoint is None:  # the untrained row: the BTS architecture of the demo, seeded random weights
@@ -503,9 +500,8 @@ def learning_curves(models: dict[str, Path], media: Path) -> Path:
     directories of their final checkpoints ``models`` (:func:`train_all`)."""
     from scripts.curves import plot_runs, read_scalars
 
-    runs = {"MVBTS teacher": models["mvbts"], "KDBTS student": models["kdbts"], "BTS": models["bts"]}
-    runs = {name: checkpoint.parent for name, checkpoint in runs.items()}
-    scalars = {name: read_scalars(path) for name, path in runs.items()}
+    runs = {"MVBTS teacher": "mvbts", "KDBTS student": "kdbts", "BTS": "bts"}
+    scalars = {name: read_scalars(models[model].parent) for name, model in runs.items()}
     panels = [("train/loss", "training loss (moving average)"), ("val/abs_rel", "validation abs_rel (lidar depth)")]
     return plot_runs(media / "learning_curves.png", "make demo: learning curves", scalars, panels)
 

@@ -48,6 +48,7 @@ from scripts.demo import (
     prepare_loader_cache,
     train_stage,
 )
+from utils.checkpoints import training_checkpoint_path
 from utils.evaluation.report import write_json
 
 TRAIN_CONFIG = "train_synthetic_bts"
@@ -321,7 +322,7 @@ def supervised_fit(
     from utils.training.checkpoints import atomic_save
 
     out = run_dir(runs, variant, seed)
-    if (out / f"training_checkpoint_{iters}.pt").is_file():
+    if training_checkpoint_path(out, iters).is_file():
         return out
     out.mkdir(parents=True, exist_ok=True)
     cfg = compose_config(
@@ -361,7 +362,7 @@ def supervised_fit(
         losses.append((iteration, loss.item()))
         if iteration % every == 0:
             state = {"model": model.state_dict(), "config": config_yaml, "iteration": iteration}
-            atomic_save(state, out / f"training_checkpoint_{iteration}.pt")
+            atomic_save(state, training_checkpoint_path(out, iteration))
             recent = np.mean([value for _, value in losses[-every:]])
             print(f"[{variant.name} seed {seed}] iteration {iteration}: cross-entropy {recent:.4f}")
     write_json(out / "loss.json", losses)

@@ -38,6 +38,11 @@ _ITERATION = re.compile(rf"^{TRAINING_PREFIX}_(\d+)\.pt$")
 OFFICIAL_KEY_PREFIX = "renderer.net."
 
 
+def training_checkpoint_path(directory: str | Path, iteration: int) -> Path:
+    """The rolling checkpoint of ``iteration`` in a run directory: ``training_checkpoint_<iteration>.pt``."""
+    return Path(directory) / f"{TRAINING_PREFIX}_{iteration}.pt"
+
+
 def checkpoint_iteration(path: Path) -> int | None:
     """The iteration in a rolling checkpoint's name, or None for other files."""
     match = _ITERATION.match(path.name)

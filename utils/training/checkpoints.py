@@ -23,7 +23,7 @@ from ignite.engine import Engine
 from torch import nn
 
 from models.checkpoint import load_state_dict_exact
-from utils.checkpoints import BEST_PREFIX, NAN_PREFIX, TRAINING_PREFIX, rolling_checkpoints
+from utils.checkpoints import BEST_PREFIX, NAN_PREFIX, rolling_checkpoints, training_checkpoint_path
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class CheckpointWriter:
 
     def save(self, state: dict[str, Any], iteration: int) -> Path:
         """A rolling checkpoint; the oldest beyond ``n_saved`` are deleted (also those of an earlier session)."""
-        path = self.directory / f"{TRAINING_PREFIX}_{iteration}.pt"
+        path = training_checkpoint_path(self.directory, iteration)
         atomic_save(state, path)
         for old in rolling_checkpoints(self.directory)[self.n_saved :]:
             old.unlink()
