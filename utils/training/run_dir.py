@@ -125,11 +125,6 @@ def _files(directory: Path, patterns: Collection[str]) -> list[str]:
     return sorted(p.name for pattern in patterns for p in directory.glob(pattern))
 
 
-def _leftovers(directory: Path) -> list[str]:
-    """Files of a training run in ``directory`` (from a run before manifests existed)."""
-    return _files(directory, (*CHECKPOINT_PATTERNS, EVENTS_PATTERN))
-
-
 def claim_run_directory(directory: Path, name: str, resumed_run_id: str | None) -> RunManifest:
     """Take ``directory`` for a fresh run (``resumed_run_id`` None) or for resuming the run ``resumed_run_id``;
     write the manifest and return it. A directory owned by another run is a :class:`RunDirectoryError`."""
@@ -145,16 +140,17 @@ def claim_run_directory(directory: Path, name: str, resumed_run_id: str | None) 
             )
         manifest = existing or RunManifest(resumed_run_id, name, now, git_commit(), " ".join(sys.argv))
     else:
-        leftovers = _leftovers(directory)
+        checkpoints = _files(directory, CHECKPOINT_PATTERNS)
+        leftovers = checkpoints + _files(directory, (EVENTS_PATTERN,))  # a run from before manifests existed
         if existing is not None or leftovers:
             owner = existing.describe() if existing is not None else f"an earlier run ({', '.join(leftovers[:4])})"
-            if _files(directory, CHECKPOINT_PATTERNS):
+            if checkpoints:
                 ways = f"Either continue that run: trainer.resume_from={directory}, or start the new one elsewhere"
             else:  # a run still starting up, or one killed before its first checkpoint: nothing to resume from
+                claim = directory / MANIFEST if existing is not None else f"its files in {directory}"
                 ways = (
                     f"It has saved no checkpoint yet. If it is still running, start the new one elsewhere; if it was "
-                    f"killed before its first checkpoint, delete {directory / MANIFEST} to start over there, or "
-                    f"start elsewhere"
+                    f"killed before its first checkpoint, delete {claim} to start over there, or start elsewhere"
                 )
             raise RunDirectoryError(
                 f"{directory} already belongs to {owner}; a new run would mix its checkpoints and logs with it. "

@@ -112,6 +112,13 @@ def test_a_claim_without_checkpoints_is_refused_with_the_ways_out_that_exist(tmp
     assert f"delete {tmp_path / MANIFEST}" in message and "trainer.output_dir=" in message
     assert "trainer.resume_from" not in message  # nothing to resume from
 
+    legacy = tmp_path / "events_only"  # an earlier run without a manifest that logged but never saved
+    legacy.mkdir()
+    (legacy / "events.out.tfevents.1.host").write_bytes(b"")
+    with pytest.raises(RunDirectoryError, match=r"events\.out\.tfevents\.1\.host.*delete its files in") as err:
+        claim_run_directory(legacy, "bts_synthetic", None)
+    assert MANIFEST not in str(err.value) and "trainer.resume_from" not in str(err.value)
+
 
 def test_a_resumed_run_continues_the_same_run_in_its_directory(first_run, tmp_path):
     out = tmp_path / "continued"
