@@ -165,8 +165,10 @@ def run_case(case: Case) -> CaseResult:
     """Time one case in this process (the caller gives each case a fresh process)."""
     import torch
 
+    from utils.host_memory import reuse_freed_memory
     from utils.training.steps import TrainStep, autocast, bf16_applies
 
+    host_memory = "reuse" if reuse_freed_memory() else "system"  # as training sets it up (utils/host_memory.py)
     torch.manual_seed(0)
     device = torch.device(case.device)
     baseline = peak_rss_mb()
@@ -199,7 +201,7 @@ def run_case(case: Case) -> CaseResult:
             warmup_s += time.perf_counter() - start
 
     trunk_s = trunk_time(model, batch, case.warmup, case.iters, sync, case.bf16)
-    extra = {"channels_last": model.field.encoder.channels_last}  # the layout "auto" resolved to
+    extra = {"channels_last": model.field.encoder.channels_last, "host_memory": host_memory}  # as "auto" resolved
     if bf16_applies(device, case.bf16) or model.field.encoder.channels_last:
         # The trunk as the official code (and a revision before the NHWC layout) runs it, float32 and NCHW: the
         # floor of that side's step, for --compare's rest.
@@ -302,11 +304,14 @@ def run_isolated(case: Case) -> dict:
 # Runs one case with the benchmark of another revision (in its own worktree): that revision's code, this
 # benchmark's case and config overrides (its `build` is replaced so that both sides time the same configuration).
 _OTHER_REVISION = r"""
-import json, sys
+import ctypes, json, sys
 from dataclasses import asdict, fields
+spec = json.loads(sys.argv[1])
+if spec["host_memory"] == "reuse":  # this tree's setting (utils/host_memory.py), before the first tensor
+    libc = ctypes.CDLL(None)
+    assert libc.mallopt(-4, 0) == 1 and libc.mallopt(-1, 2**31 - 1) == 1  # M_MMAP_MAX, M_TRIM_THRESHOLD
 sys.path.insert(0, ".")
 import scripts.benchmark as B
-spec = json.loads(sys.argv[1])
 def build(model_kind, size, batch_size, *args, **kwargs):
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
@@ -324,13 +329,15 @@ print("RESULT " + json.dumps(asdict(B.run_case(case))))
 """
 
 
-def run_at_revision(worktree: Path, case: Case) -> dict:
-    """:func:`run_case` of the revision checked out in ``worktree`` (a fresh process), for this ``case``."""
+def run_at_revision(worktree: Path, case: Case, host_memory: str = "system") -> dict:
+    """:func:`run_case` of the revision checked out in ``worktree`` (a fresh process), for this ``case``;
+    ``host_memory``: "system" runs it with the C library's allocator as it comes (as the official code runs),
+    "reuse" with this tree's setting (:mod:`utils.host_memory`), to compare the code alone."""
     size = SIZES[case.size]
     # Revisions before the "auto" layout took a boolean only, and the official code is NCHW: auto runs them NCHW.
     layout = "false" if case.channels_last == "auto" else case.channels_last
     overrides = build_overrides(size, case.batch_size, layout, case.encoder_views)
-    spec = json.dumps({"case": asdict(case), "overrides": overrides})
+    spec = json.dumps({"case": asdict(case), "overrides": overrides, "host_memory": host_memory})
     done = subprocess.run(
         [sys.executable, "-c", _OTHER_REVISION, spec], cwd=worktree, capture_output=True, text=True, check=False
     )
@@ -340,8 +347,9 @@ def run_at_revision(worktree: Path, case: Case) -> dict:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def compare(revision: str, cases: list[Case], rounds: int) -> list[dict]:
-    """Every case at ``revision`` and at this tree, alternating (old, new) ``rounds`` times; medians and ratios."""
+def compare(revision: str, cases: list[Case], rounds: int, old_host_memory: str = "system") -> list[dict]:
+    """Every case at ``revision`` and at this tree, alternating (old, new) ``rounds`` times; medians and ratios.
+    ``old_host_memory``: the other revision's allocator setting (:func:`run_at_revision`)."""
     import tempfile
 
     rows = []
@@ -353,22 +361,24 @@ def compare(revision: str, cases: list[Case], rounds: int) -> list[dict]:
                 old, new = [], []
                 for _ in range(rounds):
                     print(f"running {case} at {revision} ...", file=sys.stderr, flush=True)
-                    old.append(run_at_revision(worktree, case))
+                    old.append(run_at_revision(worktree, case, old_host_memory))
                     print(f"running {case} here ...", file=sys.stderr, flush=True)
                     new.append(run_isolated(case))
-                rows.append(compare_row(case, revision, old, new))
+                rows.append(compare_row(case, revision, old, new, old_host_memory))
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=REPO, check=False)
     return rows
 
 
-def compare_row(case: Case, revision: str, old: list[dict], new: list[dict]) -> dict:
+def compare_row(case: Case, revision: str, old: list[dict], new: list[dict], old_host_memory: str = "system") -> dict:
     """Medians over rounds of both sides and their ratios (old / new: > 1 means faster now)."""
 
     def median(results: list[dict], key: str) -> float:
         return statistics.median(r[key] for r in results)
 
     row: dict = {"case": asdict(case), "revision": revision, "rounds": len(old)}
+    row["old_host_memory"] = old_host_memory
+    row["new_host_memory"] = new[0]["extra"]["host_memory"]
     # every timed step of both sides, round by round: the spread behind the medians (this VM's speed drifts)
     row["old_train_step_s_all"] = [r["train_step_s_all"] for r in old]
     row["new_train_step_s_all"] = [r["train_step_s_all"] for r in new]
@@ -409,6 +419,9 @@ def compare_table(rows: list[dict]) -> str:
             f"{r['ratio_render_image_s']:>5.2f} {r['old_gen_img_custom_s']:>11.2f} {r['new_gen_img_custom_s']:>7.2f} "
             f"{r['ratio_gen_img_custom_s']:>5.2f}"
         )
+    if rows:
+        old, new = rows[0]["old_host_memory"], rows[0]["new_host_memory"]
+        lines.append(f"host allocator: old {old}, new {new} (utils/host_memory.py; --old-host-memory)")
     return "\n".join(lines)
 
 
@@ -574,6 +587,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="also run every case with the code of git revision REV (a worktree), alternating; report both and ratios",
     )
     parser.add_argument("--rounds", type=int, default=1, help="with --compare: (old, new) pairs per case")
+    parser.add_argument(
+        "--old-host-memory",
+        default="system",
+        choices=["system", "reuse"],
+        help="with --compare: the other revision's host allocator; system = the C library's default, as the official "
+        "code runs; reuse = this tree's setting (utils/host_memory.py), to compare the code alone",
+    )
     return parser.parse_args(argv)
 
 
@@ -604,7 +624,7 @@ def main(argv=None) -> list[dict]:
                 cases.append(Case(model, size_name, device, batch, *flags))
     report: dict = {"machine": machine_info(device)}
     if args.compare:
-        report["compare"] = compare(args.compare, cases, args.rounds)
+        report["compare"] = compare(args.compare, cases, args.rounds, args.old_host_memory)
         results = []
     else:
         results = []

@@ -47,6 +47,7 @@ from models.rendering import RenderViews, render_image
 from utils.checkpoints import load_model, resolve_checkpoint
 from utils.config import compose_config
 from utils.evaluation.common import choose_device
+from utils.host_memory import reuse_freed_memory
 from utils.occupancy.grid import PROFILE_RES, DensityFn, level_to_cam, render_profile
 from utils.visualization import colorize, colorize_depth
 
@@ -215,6 +216,7 @@ def load_inference_model(
     ``head`` defaults to the model's ``eval_head``. The image size is ``image_size`` if given, else the
     ``data.image_size`` of the checkpoint's stored run config, else that of the composed config.
     """
+    reuse_freed_memory()
     preset = PRESETS[preset_name]
     try:
         cfg = compose_config(config_name or preset.configs[kind], overrides)

@@ -115,9 +115,15 @@ def test_compare_rows_are_medians_and_old_over_new_ratios():
     case = Case("bts", "tiny", "cpu", 1, False, 1, 1)
     keys = ("train_step_s_median", "render_image_s", "gen_img_custom_s", "peak_memory_mb")
     old = [{**dict.fromkeys(keys, v), "train_step_s_all": [v, v + 1]} for v in (4.0, 6.0, 5.0)]
-    new = [{**dict.fromkeys(keys, v), "trunk_s": 1.0, "extra": {}, "train_step_s_all": [v]} for v in (2.0, 2.5, 3.0)]
+    new = [
+        {**dict.fromkeys(keys, v), "trunk_s": 1.0, "extra": {"host_memory": "reuse"}, "train_step_s_all": [v]}
+        for v in (2.0, 2.5, 3.0)
+    ]
     row = compare_row(case, "abc123", old, new)
     assert (row["old_train_step_s_median"], row["new_train_step_s_median"]) == (5.0, 2.5)
+    # which allocator each side ran with: the old one as the C library comes, unless asked otherwise
+    assert (row["old_host_memory"], row["new_host_memory"]) == ("system", "reuse")
+    assert compare_row(case, "abc123", old, new, old_host_memory="reuse")["old_host_memory"] == "reuse"
     # every timed step is kept, round by round (the spread behind the medians)
     assert row["old_train_step_s_all"] == [[4.0, 5.0], [6.0, 7.0], [5.0, 6.0]]
     assert row["new_train_step_s_all"] == [[2.0], [2.5], [3.0]]
@@ -126,7 +132,7 @@ def test_compare_rows_are_medians_and_old_over_new_ratios():
     assert row["ratio_rest"] == pytest.approx(4.0 / 1.5)
     # With a bf16 or NHWC trunk on the new side, the old (float32 NCHW) side loses its own trunk: the new side's
     # float32 NCHW reference one, or the old revision's own trunk_s when it reports one.
-    bf16 = [{**r, "trunk_s": 0.5, "extra": {"trunk_reference_s": 1.0}} for r in new]
+    bf16 = [{**r, "trunk_s": 0.5, "extra": {"trunk_reference_s": 1.0, "host_memory": "reuse"}} for r in new]
     row = compare_row(case, "abc123", old, bf16)
     assert (row["old_rest_s"], row["new_rest_s"]) == (4.0, 2.0)
     row = compare_row(case, "abc123", [{**r, "trunk_s": 2.0} for r in old], bf16)
@@ -139,8 +145,9 @@ def test_compare_times_a_recent_revision_too():
     from scripts.benchmark import compare
 
     case = Case(model="bts", size="tiny", device="cpu", batch_size=1, bf16=False, warmup=0, iters=1)
-    (row,) = compare("HEAD", [case], rounds=1)
+    (row,) = compare("HEAD", [case], rounds=1, old_host_memory="reuse")  # the other side with this tree's allocator
     assert row["revision"] == "HEAD" and row["rounds"] == 1
+    assert (row["old_host_memory"], row["new_host_memory"]) == ("reuse", "reuse")
     for key in ("train_step_s_median", "render_image_s", "gen_img_custom_s"):
         assert row[f"old_{key}"] > 0 and row[f"new_{key}"] > 0
         assert row[f"ratio_{key}"] == row[f"old_{key}"] / row[f"new_{key}"]

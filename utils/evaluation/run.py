@@ -21,6 +21,7 @@ from models.frame_roles import resolve_encoder_views
 from utils.checkpoints import load_model
 from utils.evaluation.common import choose_device
 from utils.evaluation.report import format_table, git_commit, save_maps, write_csv, write_json
+from utils.host_memory import reuse_freed_memory
 from utils.metrics import FrameAverage
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def warn_on_other_resizing(run_cfg: DictConfig | None, cfg: DictConfig) -> None:
 
 def evaluate(cfg: DictConfig, output_dir: str | Path) -> dict[str, float]:
     """Run the evaluation described by ``cfg``; returns the frame-averaged metrics."""
+    reuse_freed_memory()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     device = choose_device(cfg.device)

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from utils.checkpoints import find_resume_checkpoint, init_weights
+from utils.host_memory import reuse_freed_memory
 from utils.training import handlers
 from utils.training.checkpoints import CheckpointWriter, restore_training_state, training_state, unwrap
 from utils.training.data import setup_data
@@ -171,6 +172,7 @@ def training(
     """
     if not logging.getLogger().handlers:  # spawned workers inherit no logging configuration
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    reuse_freed_memory()  # before the first large buffer: the step's fresh buffers then skip their page faults
     output_dir = Path(output_dir)
     checkpoint = None
     if cfg.trainer.resume_from is not None:
