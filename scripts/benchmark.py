@@ -10,7 +10,9 @@ made up in memory (no dataset needed), and the real train step of ``utils/traini
 backward, Adam step) is timed: ``warmup`` untimed iterations, then the median of ``iters``. Peak memory is
 ``torch.cuda.max_memory_allocated`` on CUDA and the process's peak resident set size on CPU (which includes
 the ~0.67 GB of the Python + torch runtime, torch 2.13 on this project's CPU VM; ``baseline_rss_mb`` is the same
-figure before the model exists).
+figure before the model exists). Cases run with the host-memory setting training uses (:mod:`utils.host_memory`);
+``--compare``'s other revision runs with the C library's allocator as it comes, as the official code does, unless
+``--old-host-memory reuse`` (to compare the code alone).
 
 With ``--data-root`` (a synthetic world, ``python -m datasets.synthetic --out DIR``, or any root holding a
 ``KITTI-360/`` tree) it also measures the KITTI-360 data loader (samples/s, resampling on the fly vs the
