@@ -5,8 +5,8 @@ A CPU training step at the official size makes dozens of fresh buffers of 30-130
 serves any request over 32 MB with its own ``mmap`` and unmaps it on ``free``, so every such buffer is new memory and
 its first write page-faults through all of it: filling a fresh 64 MB buffer takes 30-75 ms on this project's VM,
 3-4 ms when the memory is reused. With ``mmap`` off (``M_MMAP_MAX`` = 0) the large blocks come from the heap, and a
-high ``M_TRIM_THRESHOLD`` keeps what is freed there for the next request (README, "Performance": the steps 1.1-1.6x
-faster, peak RSS up to ~0.3 GB higher, since the heap holds on to its peak).
+high ``M_TRIM_THRESHOLD`` keeps what is freed there for the next request (README, "Performance": the MVBTS and KD
+steps 1.07-1.37x faster, BTS level, peak RSS up to ~0.3 GB higher, since the heap holds on to its peak).
 
 :func:`reuse_freed_memory` is called once per process by training, evaluation and the scripts. It changes no
 result, only where memory comes from; ``KDBTS_HOST_MEMORY=system`` (the environment variable) leaves the allocator
@@ -39,10 +39,10 @@ def reuse_freed_memory() -> bool:
     global _configured
     if _configured is not None:
         return _configured
-    _configured = False
     choice = os.environ.get(ENV_VAR, "reuse")
-    if choice not in ("reuse", "system"):
+    if choice not in ("reuse", "system"):  # raised on every call: a typo never passes for the default
         raise ValueError(f"{ENV_VAR}={choice!r}: use reuse (the default) or system")
+    _configured = False
     if choice == "system":
         log.info("%s=system: host memory is allocated and freed as the C library does by default", ENV_VAR)
         return False

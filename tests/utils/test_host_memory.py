@@ -79,3 +79,5 @@ def test_an_unknown_choice_is_refused_with_the_variable_named(monkeypatch):
     monkeypatch.setenv("KDBTS_HOST_MEMORY", "pooled")
     with pytest.raises(ValueError, match=r"KDBTS_HOST_MEMORY='pooled': use reuse \(the default\) or system"):
         host_memory.reuse_freed_memory()
+    with pytest.raises(ValueError, match="pooled"):  # and again: a typo is never taken for the default later on
+        host_memory.reuse_freed_memory()
