@@ -306,12 +306,15 @@ def run_isolated(case: Case) -> dict:
 # Runs one case with the benchmark of another revision (in its own worktree): that revision's code, this
 # benchmark's case and config overrides (its `build` is replaced so that both sides time the same configuration).
 _OTHER_REVISION = r"""
-import ctypes, json, sys
+import importlib.util, json, os, sys
 from dataclasses import asdict, fields
 spec = json.loads(sys.argv[1])
-if spec["host_memory"] == "reuse":  # this tree's setting (utils/host_memory.py), before the first tensor
-    libc = ctypes.CDLL(None)
-    assert libc.mallopt(-4, 0) == 1 and libc.mallopt(-1, 2**31 - 1) == 1  # M_MMAP_MAX, M_TRIM_THRESHOLD
+os.environ["KDBTS_HOST_MEMORY"] = spec["host_memory"]  # what a revision with utils/host_memory.py reads itself
+if spec["host_memory"] == "reuse":  # this tree's module, so revisions from before it get the setting too
+    found = importlib.util.spec_from_file_location("this_tree_host_memory", spec["host_memory_module"])
+    module = importlib.util.module_from_spec(found)
+    found.loader.exec_module(module)
+    assert module.reuse_freed_memory(), "the host-memory setting did not take"
 sys.path.insert(0, ".")
 import scripts.benchmark as B
 def build(model_kind, size, batch_size, *args, **kwargs):
@@ -339,7 +342,10 @@ def run_at_revision(worktree: Path, case: Case, host_memory: str = "system") -> 
     # Revisions before the "auto" layout took a boolean only, and the official code is NCHW: auto runs them NCHW.
     layout = "false" if case.channels_last == "auto" else case.channels_last
     overrides = build_overrides(size, case.batch_size, layout, case.encoder_views)
-    spec = json.dumps({"case": asdict(case), "overrides": overrides, "host_memory": host_memory})
+    module = str(REPO / "utils" / "host_memory.py")
+    spec = json.dumps(
+        {"case": asdict(case), "overrides": overrides, "host_memory": host_memory, "host_memory_module": module}
+    )
     done = subprocess.run(
         [sys.executable, "-c", _OTHER_REVISION, spec], cwd=worktree, capture_output=True, text=True, check=False
     )
@@ -379,7 +385,8 @@ def compare_row(case: Case, revision: str, old: list[dict], new: list[dict], old
         return statistics.median(r[key] for r in results)
 
     row: dict = {"case": asdict(case), "revision": revision, "rounds": len(old)}
-    row["old_host_memory"] = old_host_memory
+    # what the other side reports where its run_case knows it (revisions with utils/host_memory.py), else what was asked
+    row["old_host_memory"] = old[0].get("extra", {}).get("host_memory", old_host_memory)
     row["new_host_memory"] = new[0]["extra"]["host_memory"]
     # every timed step of both sides, round by round: the spread behind the medians (this VM's speed drifts)
     row["old_train_step_s_all"] = [r["train_step_s_all"] for r in old]

@@ -124,6 +124,9 @@ def test_compare_rows_are_medians_and_old_over_new_ratios():
     # which allocator each side ran with: the old one as the C library comes, unless asked otherwise
     assert (row["old_host_memory"], row["new_host_memory"]) == ("system", "reuse")
     assert compare_row(case, "abc123", old, new, old_host_memory="reuse")["old_host_memory"] == "reuse"
+    # a revision that reports its own setting is taken at its word
+    reported = [{**r, "extra": {"host_memory": "system"}} for r in old]
+    assert compare_row(case, "abc123", reported, new, old_host_memory="reuse")["old_host_memory"] == "system"
     # every timed step is kept, round by round (the spread behind the medians)
     assert row["old_train_step_s_all"] == [[4.0, 5.0], [6.0, 7.0], [5.0, 6.0]]
     assert row["new_train_step_s_all"] == [[2.0], [2.5], [3.0]]
@@ -139,15 +142,18 @@ def test_compare_rows_are_medians_and_old_over_new_ratios():
     assert (row["old_trunk_s"], row["old_rest_s"]) == (2.0, 3.0)
 
 
-def test_compare_times_a_recent_revision_too():
+@pytest.mark.parametrize("old_host_memory", ["system", "reuse"])
+def test_compare_times_a_recent_revision_too(old_host_memory):
     """--compare checks the other revision out and runs its run_case with this benchmark's config: also for a
     revision whose run_case builds the optimizer from the config (HEAD, here), not only for the old reference."""
     from scripts.benchmark import compare
 
     case = Case(model="bts", size="tiny", device="cpu", batch_size=1, bf16=False, warmup=0, iters=1)
-    (row,) = compare("HEAD", [case], rounds=1, old_host_memory="reuse")  # the other side with this tree's allocator
+    (row,) = compare("HEAD", [case], rounds=1, old_host_memory=old_host_memory)
     assert row["revision"] == "HEAD" and row["rounds"] == 1
-    assert (row["old_host_memory"], row["new_host_memory"]) == ("reuse", "reuse")
+    # HEAD reports its own setting: the one asked for reached it (system through the environment, though the
+    # default is reuse; reuse also through this tree's module, which revisions from before it lack)
+    assert (row["old_host_memory"], row["new_host_memory"]) == (old_host_memory, "reuse")
     for key in ("train_step_s_median", "render_image_s", "gen_img_custom_s"):
         assert row[f"old_{key}"] > 0 and row[f"new_{key}"] > 0
         assert row[f"ratio_{key}"] == row[f"old_{key}"] / row[f"new_{key}"]
