@@ -16,6 +16,7 @@ as it is. Nothing happens outside glibc (macOS, musl) or with CUDA tensors, whos
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import sys
@@ -30,19 +31,14 @@ M_MMAP_MAX = -4
 # buffers are reused, and a process that shrinks for good still returns what is beyond it.
 TRIM_THRESHOLD = 2**31 - 1
 
-_configured: bool | None = None
 
-
+@functools.cache  # once per process; a refusal is not cached, so a typo is refused on every call
 def reuse_freed_memory() -> bool:
     """Tell glibc's malloc to serve large blocks from its heap and keep what is freed for reuse (once per process;
     later calls return the first answer). True when it is in effect."""
-    global _configured
-    if _configured is not None:
-        return _configured
     choice = os.environ.get(ENV_VAR, "reuse")
-    if choice not in ("reuse", "system"):  # raised on every call: a typo never passes for the default
+    if choice not in ("reuse", "system"):
         raise ValueError(f"{ENV_VAR}={choice!r}: use reuse (the default) or system")
-    _configured = False
     if choice == "system":
         log.info("%s=system: host memory is allocated and freed as the C library does by default", ENV_VAR)
         return False
@@ -53,7 +49,6 @@ def reuse_freed_memory() -> bool:
     if not (mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1):
         log.warning("glibc refused the allocator settings (mallopt): host memory is freed as by default")
         return False
-    _configured = True
     log.debug("host allocator: freed memory kept for reuse (%s=system turns this off)", ENV_VAR)
     return True
 
