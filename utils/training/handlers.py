@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import random
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ignite.distributed as idist
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import TensorboardLogger
@@ -96,15 +99,33 @@ def attach_depth_metrics(evaluator: Engine) -> None:
     evaluator.add_event_handler(Events.COMPLETED, as_floats)
 
 
+@contextlib.contextmanager
+def rng_untouched() -> Iterator[None]:
+    """Whatever runs inside leaves the process's random streams as it found them: torch's (CPU and the current
+    CUDA device), NumPy's and Python's. Validation runs inside, so that training draws the same batches, frame
+    roles, rays and dropout masks whether and how often it validates (a validation loader's iterator alone draws
+    a seed from torch's stream)."""
+    python, numpy = random.getstate(), np.random.get_state()
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
+        try:
+            yield
+        finally:
+            random.setstate(python)
+            np.random.set_state(numpy)
+
+
 def attach_validation(trainer: Engine, evaluator: Engine, val_loader, every: int, at_start: bool = False) -> None:
     """Run the evaluator every ``every`` iterations and at the end of training (once per iteration);
-    with ``at_start`` also before the first iteration of a fresh run (the untrained baseline)."""
+    with ``at_start`` also before the first iteration of a fresh run (the untrained baseline). Validation leaves
+    the random streams untouched (:func:`rng_untouched`): how often a run validates does not change its training."""
 
     def validate(engine: Engine) -> None:
         if getattr(engine.state, "last_validated", None) == engine.state.iteration:
             return
         engine.state.last_validated = engine.state.iteration
-        evaluator.run(val_loader)
+        with rng_untouched():
+            evaluator.run(val_loader)
         if idist.get_rank() == 0:
             metrics = ", ".join(f"{k}={v:.4f}" for k, v in evaluator.state.metrics.items())
             log.info("validation at iteration %d: %s", engine.state.iteration, metrics)

@@ -199,3 +199,19 @@ def test_compile_option_compiles_only_the_encoder_in_place(tmp_path, monkeypatch
     model = setup_model(tiny_config(tmp_path / "compiled", "trainer.compile=true"), torch.device("cpu"))
     assert compiled == [model.field.encoder]
     assert list(model.state_dict()) == list(plain.state_dict())  # checkpoints keep their keys
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_how_often_a_run_validates_does_not_change_its_training(tmp_path, workers):
+    """Validation leaves the random streams untouched: a run validated before its first and after every
+    iteration ends with the same weights, bit for bit, as one validated only at its end (the study compares
+    runs that validate at other intervals; before, the validation loader's iterator drew a seed from torch's
+    stream and every later batch, ray and jitter changed)."""
+    common = (f"trainer.num_workers={workers}", "trainer.max_iters=3", "trainer.checkpoint_every=3")
+    often = tiny_config(tmp_path / "often", *common, "trainer.validate_every=1", "trainer.validate_at_start=true")
+    once = tiny_config(tmp_path / "once", *common, "trainer.validate_every=1000", "trainer.validate_at_start=false")
+    weights = []
+    for cfg, out in ((often, tmp_path / "often"), (once, tmp_path / "once")):
+        training(0, cfg, out)
+        weights.append(read_checkpoint(out / "training_checkpoint_3.pt")["model"])
+    assert _same_tensors(*weights)
