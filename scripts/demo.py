@@ -4,6 +4,7 @@
     python -m scripts.demo --world-only                      # generate the world and print one sample per loader
     python -m scripts.demo --budget tiny --out /tmp/w --runs /tmp/r --media /tmp/m   # seconds (the test suite)
     python -m scripts.demo --seed 1                          # another training draw (outputs/demo_seed1, media/...)
+    python -m scripts.demo --budget long                     # 3x the iterations (outputs/demo_long, media/demo_long)
 
 Stages (each skipped when its result exists, so an interrupted demo continues where it stopped; training stages
 resume from their newest checkpoint):
@@ -582,10 +583,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--runs",
         type=Path,
-        help="training and evaluation runs (default outputs/demo, outputs/demo_seed<N> with --seed N)",
+        help="training and evaluation runs (default outputs/demo, with _long / _tiny for those budgets and "
+        "_seed<N> for --seed N)",
     )
     parser.add_argument(
-        "--media", type=Path, help="pictures, video, results table (default media/demo, media/demo_seed<N>)"
+        "--media", type=Path, help="pictures, video, results table (default media/demo, named as --runs)"
     )
     parser.add_argument(
         "--seed",
@@ -604,32 +606,45 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--world-only", action="store_true", help="stop after the world and the loader samples")
     parser.add_argument("--quiet", action="store_true", help="no generator progress bar")
     args = parser.parse_args(argv)
-    suffix = "" if args.seed == 0 else f"_seed{args.seed}"
-    args.runs = args.runs or Path(f"outputs/demo{suffix}")
-    args.media = args.media or Path(f"media/demo{suffix}")
+    # The budgets a user names get folders of their own; 'demo' and 'gpu' (what auto picks) share the demo's.
+    name = "demo" + (f"_{args.budget}" if args.budget in SEPARATE_BUDGETS else "")
+    name += "" if args.seed == 0 else f"_seed{args.seed}"
+    args.runs = args.runs or Path("outputs") / name
+    args.media = args.media or Path("media") / name
     return args
 
 
-SEED_FILE = "demo_seed.txt"
+SEPARATE_BUDGETS = ("long", "tiny")
+SEED_FILE = "demo_seed.txt"  # "<seed> <budget>"; a folder marked before budgets were recorded holds "<seed>"
 
 
-def claim_runs(runs: Path, seed: int) -> None:
-    """Mark ``runs`` as the runs of ``seed``, refusing a folder that holds another seed's (the stages would skip or
-    resume them and mix two draws in one table). A folder with trainings but no mark is from before ``--seed``: 0."""
+def claim_runs(runs: Path, seed: int, budget: str) -> None:
+    """Mark ``runs`` as the runs of ``seed`` at ``budget``, refusing a folder that holds another seed's or another
+    budget's (the stages would skip, resume or extend those trainings and mix two draws in one table: a 'long' run
+    in the demo's folder would continue the demo's trainings instead of training its own).
+    A folder with trainings but no mark is from before ``--seed``: seed 0; one marked without a budget, the demo's."""
     mark = runs / SEED_FILE
     if mark.is_file():
-        held = mark.read_text().strip()
+        held = mark.read_text().split()
     elif any((runs / model).is_dir() for model in ("mvbts", "kdbts", "bts")):
-        held = "0"
+        held = ["0"]
     else:
-        held = str(seed)
-    if held != str(seed):
+        held = [str(seed), budget]
+    held_seed, held_budget = held[0], held[1] if len(held) > 1 else "demo"
+    if held_seed != str(seed):
         raise SystemExit(
-            f"{runs} holds the demo's runs of seed {held}, not {seed}: pass another --runs (the default for --seed "
-            f"{seed} is outputs/demo_seed{seed}) or delete that folder"
+            f"{runs} holds the demo's runs of seed {held_seed}, not {seed}: pass another --runs (the default for "
+            f"--seed {seed} is outputs/demo_seed{seed}) or delete that folder"
+        )
+    if held_budget != budget:
+        default = "outputs/demo" + (f"_{budget}" if budget in SEPARATE_BUDGETS else "")
+        raise SystemExit(
+            f"{runs} holds the demo's runs of the '{held_budget}' budget, not '{budget}': they would be extended or "
+            f"skipped and two budgets mixed in one table. Pass another --runs (the default for --budget {budget} is "
+            f"{default}) or delete that folder"
         )
     runs.mkdir(parents=True, exist_ok=True)
-    mark.write_text(f"{seed}\n")
+    mark.write_text(f"{seed} {budget}\n")
 
 
 def main(argv=None) -> dict[str, dict] | None:
@@ -641,7 +656,7 @@ def main(argv=None) -> dict[str, dict] | None:
     budget_name = choose_budget(args.budget, device)
     budget = BUDGETS[budget_name]
     if not args.world_only:
-        claim_runs(args.runs, args.seed)
+        claim_runs(args.runs, args.seed, budget_name)
     start = time.perf_counter()
     generator = ["--out", str(args.out), "--workers", str(args.workers), *budget.world]
     root = make_world([*generator, *(["--quiet"] if args.quiet else [])])

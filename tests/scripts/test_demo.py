@@ -104,11 +104,14 @@ def test_a_seed_trains_every_model_with_it_into_runs_of_its_own(tmp_path, monkey
         "kdbts": runs / "kdbts" / f"training_checkpoint_{budget.kd_iters}.pt",
     }
     assert f"trainer.init_from={models['mvbts']}" in trained["KDBTS"]
-    # the default folders follow the seed, so two draws never share a run; explicit ones are kept
+    # the default folders follow the seed and a named budget, so two draws never share a run; explicit ones are kept
     args = parse_args(["--seed", "3"])
     assert (str(args.runs), str(args.media)) == ("outputs/demo_seed3", "media/demo_seed3")
     args = parse_args([])
     assert (str(args.runs), str(args.media)) == ("outputs/demo", "media/demo")
+    args = parse_args(["--budget", "long", "--seed", "2"])
+    assert (str(args.runs), str(args.media)) == ("outputs/demo_long_seed2", "media/demo_long_seed2")
+    assert str(parse_args(["--budget", "demo"]).runs) == "outputs/demo"  # what auto picks on a CPU
     assert parse_args(["--seed", "3", "--runs", "r"]).runs.name == "r"
 
 
@@ -142,21 +145,34 @@ def test_a_result_scored_from_another_checkpoint_is_evaluated_again(tmp_path, mo
     assert scored == [str(first), str(final), None]
 
 
-def test_runs_of_another_seed_are_refused_before_any_work(tmp_path):
-    runs = tmp_path / "runs"
-    demo.claim_runs(runs, 2)
-    assert (runs / demo.SEED_FILE).read_text() == "2\n"
-    demo.claim_runs(runs, 2)  # the same draw continues (an interrupted demo resumes)
+def test_runs_of_another_seed_or_budget_are_refused_before_any_work(tmp_path):
+    runs, no_world = tmp_path / "runs", tmp_path / "no_world"
+    demo.claim_runs(runs, 2, "tiny")
+    assert (runs / demo.SEED_FILE).read_text() == "2 tiny\n"
+    demo.claim_runs(runs, 2, "tiny")  # the same draw continues (an interrupted demo resumes)
     with pytest.raises(SystemExit, match=r"holds the demo's runs of seed 2, not 0.*outputs/demo_seed0"):
-        main(["--out", str(tmp_path / "no_world"), "--runs", str(runs), "--budget", "tiny", "--seed", "0"])
-    assert not (tmp_path / "no_world").exists()  # refused before the world is made
-    # trainings from before --seed existed are seed 0's
+        main(["--out", str(no_world), "--runs", str(runs), "--budget", "tiny", "--seed", "0"])
+    # another budget would extend (or skip) these trainings: refused too
+    with pytest.raises(SystemExit, match=r"runs of the 'tiny' budget, not 'long'.*outputs/demo_long\b"):
+        main(["--out", str(no_world), "--runs", str(runs), "--budget", "long", "--seed", "2"])
+    assert not no_world.exists()  # refused before the world is made
+    # trainings from before --seed existed are seed 0's, at the demo's budget
     old = tmp_path / "old"
     (old / "bts").mkdir(parents=True)
     with pytest.raises(SystemExit, match="seed 0, not 1"):
-        demo.claim_runs(old, 1)
-    demo.claim_runs(old, 0)
-    assert (old / demo.SEED_FILE).read_text() == "0\n"
+        demo.claim_runs(old, 1, "demo")
+    with pytest.raises(SystemExit, match="'demo' budget, not 'long'"):
+        demo.claim_runs(old, 0, "long")
+    demo.claim_runs(old, 0, "demo")
+    assert (old / demo.SEED_FILE).read_text() == "0 demo\n"
+    # a folder marked before the budget was recorded holds only its seed: the demo's budget
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / demo.SEED_FILE).write_text("3\n")
+    with pytest.raises(SystemExit, match="'demo' budget, not 'gpu'"):
+        demo.claim_runs(legacy, 3, "gpu")
+    demo.claim_runs(legacy, 3, "demo")
+    assert (legacy / demo.SEED_FILE).read_text() == "3 demo\n"
 
 
 def test_results_table_marks_missing_figures():
