@@ -606,16 +606,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--world-only", action="store_true", help="stop after the world and the loader samples")
     parser.add_argument("--quiet", action="store_true", help="no generator progress bar")
     args = parser.parse_args(argv)
-    # The budgets a user names get folders of their own; 'demo' and 'gpu' (what auto picks) share the demo's.
-    name = "demo" + (f"_{args.budget}" if args.budget in SEPARATE_BUDGETS else "")
-    name += "" if args.seed == 0 else f"_seed{args.seed}"
-    args.runs = args.runs or Path("outputs") / name
-    args.media = args.media or Path("media") / name
+    args.runs = args.runs or Path("outputs") / folder_name(args.budget, args.seed)
+    args.media = args.media or Path("media") / folder_name(args.budget, args.seed)
     return args
 
 
 SEPARATE_BUDGETS = ("long", "tiny")
 SEED_FILE = "demo_seed.txt"  # "<seed> <budget>"; a folder marked before budgets were recorded holds "<seed>"
+
+
+def folder_name(budget: str, seed: int) -> str:
+    """The default runs / media folder name of a draw: the budgets a user names get folders of their own, 'demo' and
+    'gpu' (what auto picks) share the demo's; another seed adds its own suffix."""
+    name = "demo" + (f"_{budget}" if budget in SEPARATE_BUDGETS else "")
+    return name + ("" if seed == 0 else f"_seed{seed}")
 
 
 def claim_runs(runs: Path, seed: int, budget: str) -> None:
@@ -625,19 +629,19 @@ def claim_runs(runs: Path, seed: int, budget: str) -> None:
     A folder with trainings but no mark is from before ``--seed``: seed 0; one marked without a budget, the demo's."""
     mark = runs / SEED_FILE
     if mark.is_file():
-        held = mark.read_text().split()
+        held_seed, *rest = mark.read_text().split()
+        held_budget = rest[0] if rest else "demo"  # marked before the budget was recorded
     elif any((runs / model).is_dir() for model in ("mvbts", "kdbts", "bts")):
-        held = ["0"]
+        held_seed, held_budget = "0", "demo"  # trained before --seed existed
     else:
-        held = [str(seed), budget]
-    held_seed, held_budget = held[0], held[1] if len(held) > 1 else "demo"
+        held_seed, held_budget = str(seed), budget  # a new folder: nothing to refuse
+    default = Path("outputs") / folder_name(budget, seed)
     if held_seed != str(seed):
         raise SystemExit(
             f"{runs} holds the demo's runs of seed {held_seed}, not {seed}: pass another --runs (the default for "
-            f"--seed {seed} is outputs/demo_seed{seed}) or delete that folder"
+            f"--seed {seed} is {default}) or delete that folder"
         )
     if held_budget != budget:
-        default = "outputs/demo" + (f"_{budget}" if budget in SEPARATE_BUDGETS else "")
         raise SystemExit(
             f"{runs} holds the demo's runs of the '{held_budget}' budget, not '{budget}': they would be extended or "
             f"skipped and two budgets mixed in one table. Pass another --runs (the default for --budget {budget} is "

@@ -150,16 +150,17 @@ def test_runs_of_another_seed_or_budget_are_refused_before_any_work(tmp_path):
     demo.claim_runs(runs, 2, "tiny")
     assert (runs / demo.SEED_FILE).read_text() == "2 tiny\n"
     demo.claim_runs(runs, 2, "tiny")  # the same draw continues (an interrupted demo resumes)
-    with pytest.raises(SystemExit, match=r"holds the demo's runs of seed 2, not 0.*outputs/demo_seed0"):
+    # the message names the default folder of the draw asked for (seed 0 at the tiny budget)
+    with pytest.raises(SystemExit, match=r"holds the demo's runs of seed 2, not 0.*outputs/demo_tiny\b"):
         main(["--out", str(no_world), "--runs", str(runs), "--budget", "tiny", "--seed", "0"])
     # another budget would extend (or skip) these trainings: refused too
-    with pytest.raises(SystemExit, match=r"runs of the 'tiny' budget, not 'long'.*outputs/demo_long\b"):
+    with pytest.raises(SystemExit, match=r"runs of the 'tiny' budget, not 'long'.*outputs/demo_long_seed2\b"):
         main(["--out", str(no_world), "--runs", str(runs), "--budget", "long", "--seed", "2"])
     assert not no_world.exists()  # refused before the world is made
     # trainings from before --seed existed are seed 0's, at the demo's budget
     old = tmp_path / "old"
     (old / "bts").mkdir(parents=True)
-    with pytest.raises(SystemExit, match="seed 0, not 1"):
+    with pytest.raises(SystemExit, match=r"seed 0, not 1.*outputs/demo_seed1\b"):
         demo.claim_runs(old, 1, "demo")
     with pytest.raises(SystemExit, match="'demo' budget, not 'long'"):
         demo.claim_runs(old, 0, "long")

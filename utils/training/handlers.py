@@ -106,7 +106,7 @@ def rng_untouched() -> Iterator[None]:
     roles, rays and dropout masks whether and how often it validates (a validation loader's iterator alone draws
     a seed from torch's stream)."""
     python, numpy = random.getstate(), np.random.get_state()
-    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []  # a CPU run leaves CUDA alone
     with torch.random.fork_rng(devices=cuda):
         try:
             yield
