@@ -91,7 +91,7 @@ class Budget:
 
 
 BUDGETS = {
-    # 2 CPU cores, < 20 minutes in all (README: measured time).
+    # 2 CPU cores with AVX-512: < 20 minutes in all (10.4 measured); 24 on 2 AVX2-only cores (README, "The demo").
     "demo": Budget(
         mvbts_iters=150,
         kd_iters=150,

@@ -813,8 +813,8 @@ def main(argv=None) -> dict:
     else:
         variants = [VARIANTS[name] for name in args.variants]
         score_split = val_split
+    suffix = f"+{args.tag}" if args.tag else ""
     if args.set or args.tag:
-        suffix = f"+{args.tag}" if args.tag else ""
         samples = [int(o.split("=", 1)[1]) for o in args.set if o.startswith("model.samples_per_ray=")]
         variants = [
             replace(
@@ -854,7 +854,9 @@ def main(argv=None) -> dict:
     merged.update(results)
     write_json(previous, merged)
     (args.media / f"{name}.md").write_text(study_tables(merged, args.table_at) + "\n")
-    baseline = {"baseline": merged["baseline"]} if "baseline" in merged else {}
+    # every group is drawn against the baseline trained with the same --set / --tag, when there is one
+    base_key = "baseline" + suffix
+    baseline = {base_key: merged[base_key]} if base_key in merged else {}
     groups = sorted({entry["group"] for entry in merged.values()})
     for group in groups:
         members = {k: v for k, v in merged.items() if v["group"] == group}

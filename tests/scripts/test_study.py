@@ -77,6 +77,20 @@ def test_variants_train_score_and_plot(world, tmp_path):
     assert json.dumps(again["baseline"], sort_keys=True) == json.dumps(results["baseline"], sort_keys=True)
 
 
+def test_tagged_variants_are_drawn_against_the_baseline_of_their_tag(world, tmp_path, monkeypatch):
+    """With ``--set ... --tag T`` every variant is renamed ``<name>+T``; its group's plot must show the baseline
+    trained with the same overrides (``baseline+T``), not an untagged one or none."""
+    import scripts.study as study
+
+    drawn = {}
+    monkeypatch.setattr(study, "plot_group", lambda path, title, entries, scored_on: drawn.update({title: entries}))
+    argv = ["--world", str(world), "--runs", str(tmp_path / "runs"), "--media", str(tmp_path / "media")]
+    argv += ["--budget", "tiny", "--device", "cpu", "--iters", "1", "--eval-every", "1", "--workers", "1"]
+    main([*argv, "--variants", "baseline", "bias_+2", "--set", "model.ray_batch_size=128", "--tag", "r128"])
+    assert sorted(drawn["study: head"]) == ["baseline+r128", "bias_+2+r128"]
+    assert sorted(drawn["study: baseline"]) == ["baseline+r128"]
+
+
 def test_overfit_scores_the_frames_it_trains_on(world, tmp_path):
     runs, media = tmp_path / "runs", tmp_path / "media"
     argv = ["--world", str(world), "--runs", str(runs), "--media", str(media), "--budget", "tiny", "--device", "cpu"]
