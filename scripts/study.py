@@ -146,6 +146,11 @@ VARIANTS = {
 # --- runs ---------------------------------------------------------------------------------------------------------
 
 
+def tagged(name: str, tag: str) -> str:
+    """A variant's name in a study run with ``--tag`` (its runs kept apart from the untagged ones)."""
+    return f"{name}+{tag}" if tag else name
+
+
 def run_dir(runs: Path, variant: Variant, seed: int) -> Path:
     return runs / variant.name / f"seed{seed}"
 
@@ -813,13 +818,12 @@ def main(argv=None) -> dict:
     else:
         variants = [VARIANTS[name] for name in args.variants]
         score_split = val_split
-    suffix = f"+{args.tag}" if args.tag else ""
     if args.set or args.tag:
         samples = [int(o.split("=", 1)[1]) for o in args.set if o.startswith("model.samples_per_ray=")]
         variants = [
             replace(
                 v,
-                name=v.name + suffix,
+                name=tagged(v.name, args.tag),
                 what=" ".join([v.what, *args.set]),
                 overrides=(*v.overrides, *args.set),
                 samples=samples[-1] if samples else v.samples,  # scored with the samples it trained with
@@ -845,7 +849,13 @@ def main(argv=None) -> dict:
                 out = train_variant(root, args.runs, budget, variant, seed, args.iters, args.eval_every, device, extra)
             scores = score_checkpoints(root, out, args.runs, budget, score_split, device, variant)
             runs.append(run_record(out, scores))
-        results[variant.name] = {"what": variant.what, "group": variant.group, "iters": args.iters, "runs": runs}
+        results[variant.name] = {
+            "what": variant.what,
+            "group": variant.group,
+            "tag": args.tag,
+            "iters": args.iters,
+            "runs": runs,
+        }
         print(f"[{variant.name}] {json.dumps(final_row(runs))}")
 
     name = "overfit" if args.overfit else "study"
@@ -854,14 +864,16 @@ def main(argv=None) -> dict:
     merged.update(results)
     write_json(previous, merged)
     (args.media / f"{name}.md").write_text(study_tables(merged, args.table_at) + "\n")
-    # every group is drawn against the baseline trained with the same --set / --tag, when there is one
-    base_key = "baseline" + suffix
-    baseline = {base_key: merged[base_key]} if base_key in merged else {}
     groups = sorted({entry["group"] for entry in merged.values()})
     for group in groups:
         members = {k: v for k, v in merged.items() if v["group"] == group}
+        # each member beside the baseline trained with its own --set / --tag (entries from before the tag was
+        # recorded count as untagged)
+        tags = {entry.get("tag", "") for entry in members.values()}
+        wanted = sorted(tagged("baseline", tag) for tag in tags)
+        baselines = {key: merged[key] for key in wanted if key in merged}
         scored_on = "the training frames" if args.overfit else "validation"
-        plot_group(args.media / f"{name}_{group}.png", f"{name}: {group}", {**baseline, **members}, scored_on)
+        plot_group(args.media / f"{name}_{group}.png", f"{name}: {group}", {**baselines, **members}, scored_on)
     print("\n" + study_tables(merged, args.table_at))
     return merged
 

@@ -79,7 +79,8 @@ def test_variants_train_score_and_plot(world, tmp_path):
 
 def test_tagged_variants_are_drawn_against_the_baseline_of_their_tag(world, tmp_path, monkeypatch):
     """With ``--set ... --tag T`` every variant is renamed ``<name>+T``; its group's plot must show the baseline
-    trained with the same overrides (``baseline+T``), not an untagged one or none."""
+    trained with the same overrides (``baseline+T``), not an untagged one or none. A group holding runs of several
+    tags (the study accumulates them in one media folder) shows the baseline of each."""
     import scripts.study as study
 
     drawn = {}
@@ -89,6 +90,10 @@ def test_tagged_variants_are_drawn_against_the_baseline_of_their_tag(world, tmp_
     main([*argv, "--variants", "baseline", "bias_+2", "--set", "model.ray_batch_size=128", "--tag", "r128"])
     assert sorted(drawn["study: head"]) == ["baseline+r128", "bias_+2+r128"]
     assert sorted(drawn["study: baseline"]) == ["baseline+r128"]
+    main([*argv, "--variants", "bias_+2"])  # untagged, into the same media folder: no untagged baseline yet
+    assert sorted(drawn["study: head"]) == ["baseline+r128", "bias_+2", "bias_+2+r128"]
+    main([*argv, "--variants", "baseline"])
+    assert sorted(drawn["study: head"]) == ["baseline", "baseline+r128", "bias_+2", "bias_+2+r128"]
 
 
 def test_overfit_scores_the_frames_it_trains_on(world, tmp_path):
