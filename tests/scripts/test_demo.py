@@ -11,7 +11,16 @@ import pytest
 
 import scripts.demo as demo
 import utils.training.steps as steps
-from scripts.demo import BUDGETS, choose_budget, main, parse_args, precision_overrides, results_table, verdict
+from scripts.demo import (
+    BUDGETS,
+    choose_budget,
+    main,
+    parse_args,
+    precision_note,
+    precision_overrides,
+    results_table,
+    verdict,
+)
 
 
 def test_world_only_prints_one_sample_of_each_loader(synthetic_root, capsys):
@@ -197,6 +206,16 @@ def test_bf16_trunk_only_where_it_is_native(monkeypatch):
     assert precision_overrides(BUDGETS["demo"], "cpu") == off
     monkeypatch.setattr(steps, "cpu_bf16_supported", lambda: True)  # AVX-512 BF16 / AMX
     assert precision_overrides(BUDGETS["demo"], "cpu") == on and precision_overrides(BUDGETS["tiny"], "cpu") == off
+
+
+def test_the_demo_says_how_its_encoder_trains_here(monkeypatch):
+    assert precision_note(BUDGETS["gpu"], "cuda").startswith("image encoder in bf16")
+    assert precision_note(BUDGETS["tiny"], "cuda") == "image encoder in float32 (this budget asks for no bf16)"
+    monkeypatch.setattr(steps, "cpu_bf16_supported", lambda: True)
+    assert precision_note(BUDGETS["demo"], "cpu").startswith("image encoder in bf16")
+    monkeypatch.setattr(steps, "cpu_bf16_supported", lambda: False)  # an AVX2-only CPU: slower, another draw
+    note = precision_note(BUDGETS["demo"], "cpu")
+    assert note.startswith("image encoder in float32: this CPU has no native bf16") and "~24 minutes" in note
 
 
 def test_verdict_compares_with_both_baselines_and_the_student_with_bts():
