@@ -36,7 +36,9 @@ def test_tiny_benchmark_writes_json_and_a_table(tmp_path, capsys):
     if result["extra"]["channels_last"]:
         assert result["extra"]["trunk_reference_s"] > 0
     assert len(result["train_step_s_all"]) == 2
-    assert 0 < result["trunk_s"] < result["train_step_s_median"]  # the encoder alone is part of the step
+    # The trunk is timed on its own: a positive, finite time. Not compared with the step: two medians of two
+    # iterations at the tiny size are noise on a shared CPU (a CI run measured the trunk 0.284 s, the step 0.247 s).
+    assert 0 < result["trunk_s"] < float("inf")
     assert min(result["train_step_s_all"]) <= result["train_step_s_median"] <= max(result["train_step_s_all"])
     assert result["render_image_s"] > 0 and result["gen_img_custom_s"] > 0
     assert result["memory_kind"] == "cpu_peak_rss" and result["peak_memory_mb"] >= result["baseline_rss_mb"] > 0
