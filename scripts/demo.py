@@ -292,18 +292,21 @@ def budget_overrides(root: Path, budget: Budget) -> list[str]:
     ]
 
 
-def precision_overrides(budget: Budget, device: str) -> list[str]:
-    """``trainer.bf16`` of a budget on ``device``: on only where bf16 is native there (no float32-fallback warning)."""
+def trains_bf16(budget: Budget, device: str) -> bool:
+    """Whether the budget's image encoder trains in bf16 on ``device``: only where bf16 is native there."""
     from utils.training.steps import bf16_applies
 
-    return [f"trainer.bf16={str(bf16_applies(torch.device(device), budget.bf16)).lower()}"]
+    return bf16_applies(torch.device(device), budget.bf16)
+
+
+def precision_overrides(budget: Budget, device: str) -> list[str]:
+    """``trainer.bf16`` of a budget on ``device`` (:func:`trains_bf16`; no float32-fallback warning)."""
+    return [f"trainer.bf16={str(trains_bf16(budget, device)).lower()}"]
 
 
 def precision_note(budget: Budget, device: str) -> str:
     """One line on how the image encoder will train here, and what that means for time and table."""
-    from utils.training.steps import bf16_applies
-
-    if bf16_applies(torch.device(device), budget.bf16):
+    if trains_bf16(budget, device):
         return "image encoder in bf16 autocast (native here)"
     if not budget.bf16:
         return "image encoder in float32 (this budget asks for no bf16)"

@@ -861,15 +861,16 @@ def main(argv=None) -> dict:
     name = "overfit" if args.overfit else "study"
     previous = args.media / f"{name}.json"
     merged = json.loads(previous.read_text()) if previous.is_file() else {}
+    for entry in merged.values():
+        entry.setdefault("tag", "")  # written before the tag was recorded: untagged
     merged.update(results)
     write_json(previous, merged)
     (args.media / f"{name}.md").write_text(study_tables(merged, args.table_at) + "\n")
     groups = sorted({entry["group"] for entry in merged.values()})
     for group in groups:
         members = {k: v for k, v in merged.items() if v["group"] == group}
-        # each member beside the baseline trained with its own --set / --tag (entries from before the tag was
-        # recorded count as untagged)
-        tags = {entry.get("tag", "") for entry in members.values()}
+        # each member beside the baseline trained with its own --set / --tag
+        tags = {entry["tag"] for entry in members.values()}
         wanted = sorted(tagged("baseline", tag) for tag in tags)
         baselines = {key: merged[key] for key in wanted if key in merged}
         scored_on = "the training frames" if args.overfit else "validation"

@@ -94,6 +94,14 @@ def test_tagged_variants_are_drawn_against_the_baseline_of_their_tag(world, tmp_
     assert sorted(drawn["study: head"]) == ["baseline+r128", "bias_+2", "bias_+2+r128"]
     main([*argv, "--variants", "baseline"])
     assert sorted(drawn["study: head"]) == ["baseline", "baseline+r128", "bias_+2", "bias_+2+r128"]
+    # entries written before the tag was recorded count as untagged, and are written back with it
+    record = tmp_path / "media" / "study.json"
+    record.write_text(
+        json.dumps({k: {f: v for f, v in e.items() if f != "tag"} for k, e in json.loads(record.read_text()).items()})
+    )
+    main([*argv, "--variants", "baseline"])
+    assert sorted(drawn["study: head"]) == ["baseline", "bias_+2", "bias_+2+r128"]
+    assert {e["tag"] for e in json.loads(record.read_text()).values()} == {""}
 
 
 def test_overfit_scores_the_frames_it_trains_on(world, tmp_path):
