@@ -91,7 +91,7 @@ class Budget:
 
 
 BUDGETS = {
-    # 2 CPU cores with AVX-512: < 20 minutes in all (10.4 measured); 24 on 2 AVX2-only cores (README, "The demo").
+    # 2 CPU cores with AVX-512: < 20 minutes in all (10.4 measured); 19-24 on 2 AVX2-only cores (README, "The demo").
     "demo": Budget(
         mvbts_iters=150,
         kd_iters=150,
@@ -311,8 +311,8 @@ def precision_note(budget: Budget, device: str) -> str:
     if not budget.bf16:
         return "image encoder in float32 (this budget asks for no bf16)"
     return (
-        "image encoder in float32: this CPU has no native bf16 (AVX-512 BF16 / AMX), so training runs ~2.5x slower "
-        "than on one that has (the 'demo' budget: ~24 minutes on 2 such cores against ~10) and the same seed draws "
+        "image encoder in float32: this CPU has no native bf16 (AVX-512 BF16 / AMX), so training runs 2-3x slower "
+        "than on one that has (the 'demo' budget: 19-24 minutes on 2 such cores against ~10) and the same seed draws "
         "another table than the README's (README, Troubleshooting)"
     )
 
