@@ -3,6 +3,7 @@
     python -m scripts.study --variants baseline samples_64 lr_3e-4 --seeds 0 1   # one change per run
     python -m scripts.study --overfit                                           # the overfitting check
     python -m scripts.study --observability                                     # what the training views see
+    python -m scripts.study --observability --observability-frames train        # each training frame on its own
     python -m scripts.study --overfit --supervised                              # the same, fitted to the truth
     python -m scripts.study --overfit --overfit-model mvbts                     # the same with the MVBTS teacher
 
@@ -20,7 +21,8 @@ AUROC against the "empty" and "depth" baselines).
 pipeline's ability to fit geometry at all, without generalisation. ``--observability`` measures, on the
 validation frames, how much of the occluded part of the evaluation grid any of a sample's training views sees
 (free space crossed by a ray, or an occupied point right behind a surface a view sees): what the photometric loss
-can constrain at all.
+can constrain at all; with ``--observability-frames train`` each left-camera training frame (what ``--overfit``
+picks from) on its own, with the O_acc margin over "empty" that what its views see is worth.
 """
 
 from __future__ import annotations
