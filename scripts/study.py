@@ -401,9 +401,9 @@ def observability(root: Path, split_file: Path, max_frames: int | None = None) -
     by the photometric loss at all: its density is whatever the network extrapolates.
 
     Besides the totals, ``per_frame`` gives each frame's classes as shares of its grid, with ``empty_o_acc`` (what
-    the constant "empty" answer scores on O_acc there) and ``seen_margin`` (= its ``occupied_seen`` share): the most
-    a model that is right wherever a view sees, and answers "empty" wherever none does, can beat "empty" by on
-    O_acc. Anything above that margin has to come from extrapolating into space no view sees.
+    the constant "empty" answer scores on O_acc there). A frame's ``occupied_seen`` share is the most a model that is
+    right wherever a view sees, and answers "empty" wherever none does, can beat "empty" by on O_acc: anything above
+    it has to come from extrapolating into space no view sees.
     """
     from hydra.utils import instantiate
 
@@ -422,6 +422,7 @@ def observability(root: Path, split_file: Path, max_frames: int | None = None) -
     frames = range(len(dataset)) if max_frames is None else range(min(max_frames, len(dataset)))
     behind = 0.3
     per_frame = []
+    n = len(level_points)
     for index in frames:
         sample = dataset[index]
         cam0 = dataset.cam_to_world(sample.sequence, sample.frame_id, "00").to(torch.float64)
@@ -448,11 +449,9 @@ def observability(root: Path, split_file: Path, max_frames: int | None = None) -
         }
         for k, v in frame.items():
             counts[k] += v
-        n = len(level_points)
         row = {"sequence": sample.sequence, "frame": int(sample.frame_id)}
         row.update({k: v / n for k, v in frame.items()})
         row["empty_o_acc"] = 1.0 - int(occupied.sum()) / n
-        row["seen_margin"] = row["occupied_seen"]
         per_frame.append(row)
     total = sum(counts.values())
     occluded_total = total - counts["visible"]
@@ -460,7 +459,7 @@ def observability(root: Path, split_file: Path, max_frames: int | None = None) -
     return {**counts, **shares, "frames": len(frames), "points": total, "per_frame": per_frame}
 
 
-def plot_observability(result: dict, path: Path, bar: float | None = None) -> None:
+def plot_observability(result: dict, path: Path, bar: float) -> None:
     """Each frame's occluded grid points by class (shares of its grid, stacked, what a view sees at the bottom), with
     the margin over "empty" a check asks for on O_acc (``bar``) as a line: where the seen occupied share stays below
     it, a model right wherever a view sees still does not clear the bar."""
@@ -483,8 +482,7 @@ def plot_observability(result: dict, path: Path, bar: float | None = None) -> No
         values = np.array([row[key] for row in rows])
         ax.bar(x, values, bottom=bottom, color=colours[key], label=key.replace("_", ", "))
         bottom += values
-    if bar is not None:
-        ax.axhline(bar, color="k", linestyle="--", linewidth=1, label=f"O_acc margin over empty asked: {bar:g}")
+    ax.axhline(bar, color="k", linestyle="--", linewidth=1, label=f"O_acc margin over empty asked: {bar:g}")
     ax.set_xticks(x, [str(row["frame"]) for row in rows], fontsize=7)
     ax.set_xlabel("frame (view 0)")
     ax.set_ylabel("share of the frame's grid points")
@@ -876,7 +874,7 @@ def main(argv=None) -> dict:
         plot_observability(result, args.media / f"{name}.png", bar=OVERFIT_MARGIN)
         totals = {k: v for k, v in result.items() if k != "per_frame"}
         print(json.dumps(totals, indent=1))
-        margins = [row["seen_margin"] for row in result["per_frame"]]
+        margins = [row["occupied_seen"] for row in result["per_frame"]]
         print(
             f"per frame: the seen occupied share (the O_acc margin over 'empty' that the views constrain) is "
             f"{min(margins):.4f}-{max(margins):.4f} of the grid ({time.perf_counter() - start:.0f} s)"
