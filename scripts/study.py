@@ -874,7 +874,7 @@ def main(argv=None) -> dict:
             split, name = left_training_split(root, args.runs / "train_left_files.txt"), "observability_train"
         else:
             split, name = val_split, "observability"
-        name = f"{name}_{args.tag}" if args.tag else name
+        name = tagged(name, args.tag)  # a run with --set / --tag kept apart, as the training runs are
         result = observability(root, split, overrides=tuple(args.set))
         write_json(args.media / f"{name}.json", result)
         plot_observability(result, args.media / f"{name}.png", bar=OVERFIT_MARGIN)
